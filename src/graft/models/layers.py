@@ -1,0 +1,145 @@
+"""graft's own Keras layers: registered under the ``graft>`` package so saved modules load them
+by name (and only them) with ``safe_mode=True``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="graft")
+class MaskedMeanPooling(keras.layers.Layer):
+    """Averages token vectors over the positions the padding mask keeps.
+
+    This is sentence-transformers' mean pooling: ``sum(h * m) / max(sum(m), 1e-9)``.
+
+    Example:
+        >>> import numpy as np
+        >>> h = np.ones((1, 3, 2), "float32"); m = np.array([[True, True, False]])
+        >>> np.asarray(MaskedMeanPooling()(h, m)).tolist()
+        [[1.0, 1.0]]
+    """
+
+    def call(self, sequence, padding_mask):
+        mask = ops.expand_dims(ops.cast(padding_mask, sequence.dtype), -1)
+        total = ops.sum(sequence * mask, axis=1)
+        count = ops.maximum(ops.sum(mask, axis=1), 1e-9)
+        return total / count
+
+    def compute_output_shape(self, sequence_shape, padding_mask_shape=None):
+        return (sequence_shape[0], sequence_shape[-1])
+
+
+CUSTOM_LAYERS = {"graft>MaskedMeanPooling": MaskedMeanPooling}
+
+
+@keras.saving.register_keras_serializable(package="graft")
+class BertTextPreprocessor(keras.layers.Layer):
+    """Raw strings to BERT inputs (``token_ids``, ``padding_mask``, ``segment_ids``).
+
+    Unlike KerasHub's preprocessor, the vocabulary lives in the layer config, so the layer
+    works as soon as it is constructed, which a saved functional model needs to rebuild its
+    graph. Tokenisation follows Hugging Face's ``BertNormalizer``: lowercasing strips accents.
+
+    Args:
+        vocabulary: the WordPiece vocabulary, one token per entry.
+        sequence_length: inputs are truncated or padded to this many tokens.
+        lowercase: lowercase (and strip accents from) the text first.
+
+    Example:
+        >>> p = BertTextPreprocessor(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hi"], 6)
+        >>> np.asarray(p(["Hi"])["token_ids"]).tolist()  # doctest: +SKIP
+        [[2, 4, 3, 0, 0, 0]]
+    """
+
+    def __init__(
+        self,
+        vocabulary: list[str],
+        sequence_length: int = 256,
+        lowercase: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        import keras_hub
+
+        self.vocabulary = list(vocabulary)
+        self.sequence_length = int(sequence_length)
+        self.lowercase = bool(lowercase)
+        tokenizer = keras_hub.models.BertTokenizer(
+            vocabulary=self.vocabulary, lowercase=self.lowercase, strip_accents=self.lowercase
+        )
+        self.preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+            tokenizer, sequence_length=self.sequence_length, name="bert_preprocessor"
+        )
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, inputs):
+        return self.preprocessor(inputs)
+
+    def compute_output_spec(self, inputs):
+        shape = (inputs.shape[0], self.sequence_length)
+        return {
+            "token_ids": keras.KerasTensor(shape, dtype="int32"),
+            "padding_mask": keras.KerasTensor(shape, dtype="bool"),
+            "segment_ids": keras.KerasTensor(shape, dtype="int32"),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocabulary=self.vocabulary,
+            sequence_length=self.sequence_length,
+            lowercase=self.lowercase,
+        )
+        return config
+
+
+CUSTOM_LAYERS["graft>BertTextPreprocessor"] = BertTextPreprocessor
+
+
+@keras.saving.register_keras_serializable(package="graft")
+class ImageNormalization(keras.layers.Layer):
+    """``y = x[..., order] * scale + offset`` per channel, for backbones whose expected input
+    cannot be written as one ``Rescaling`` (ResNet's BGR mean subtraction).
+
+    Args:
+        scale: one factor per channel (or one for all).
+        offset: one offset per channel (or one for all).
+        reverse_channels: RGB to BGR before scaling.
+
+    Example:
+        >>> n = ImageNormalization(scale=[255.0] * 3, offset=[-1.0, -2.0, -3.0],
+        ...                        reverse_channels=True)
+        >>> np.asarray(n(np.array([[[[0.0, 0.5, 1.0]]]], "float32"))).tolist()
+        [[[[254.0, 125.5, -3.0]]]]
+    """
+
+    def __init__(self, scale, offset, reverse_channels: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = [float(v) for v in np.ravel(scale)]
+        self.offset = [float(v) for v in np.ravel(offset)]
+        self.reverse_channels = bool(reverse_channels)
+
+    def call(self, inputs):
+        if self.reverse_channels:
+            inputs = ops.flip(inputs, axis=-1)
+        scale = ops.convert_to_tensor(self.scale, dtype=inputs.dtype)
+        offset = ops.convert_to_tensor(self.offset, dtype=inputs.dtype)
+        return inputs * scale + offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            scale=self.scale, offset=self.offset, reverse_channels=self.reverse_channels
+        )
+        return config
+
+
+CUSTOM_LAYERS["graft>ImageNormalization"] = ImageNormalization

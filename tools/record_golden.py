@@ -100,8 +100,31 @@ def record_minilm() -> None:
     print("minilm", embeddings.shape, embeddings[0, :5], model.max_seq_length)
 
 
+def record_tiny_checkpoints() -> None:
+    """Small state dicts in both PyTorch formats, with a non-contiguous view and an int64."""
+    from collections import OrderedDict
+
+    base = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4) / 7
+    state = OrderedDict(
+        weight=base,
+        transposed=base.permute(2, 0, 1),  # strided view, shares storage with `weight`
+        offset_view=base[1, 1:, ::2],  # non-zero storage offset, step 2
+        bias=torch.tensor([0.5, -1.5], dtype=torch.float64),
+        num_batches_tracked=torch.tensor(7),
+    )
+    torch.save(state, OUT / "tiny_zip.pt")
+    torch.save(state, OUT / "tiny_legacy.pth", _use_new_zipfile_serialization=False)
+    np.savez(OUT / "tiny_expected.npz", **{k: v.numpy() for k, v in state.items()})
+
+
 if __name__ == "__main__":
+    import sys
+
     OUT.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["tiny"]:
+        record_tiny_checkpoints()
+        raise SystemExit
     for v in SIZES:
         record_lite(v)
     record_minilm()
+    record_tiny_checkpoints()

@@ -40,7 +40,19 @@ def load(handle: str | os.PathLike, trainable: bool = False, *, trust: bool = Fa
     from graft.models.transfer import set_trainable
     from graft.module.io import load as load_module
 
-    loaded = load_module(resolve(handle), trust=trust)
+    from graft.errors import ChecksumError
+
+    path = resolve(handle)
+    try:
+        loaded = load_module(path, trust=trust)
+    except ChecksumError as exc:
+        if os.fspath(handle) == str(handle) and "/" not in str(handle):  # a zoo name
+            message, _, tail = str(exc).rpartition(" Received: ")
+            raise ChecksumError(
+                f"{message} The cached zoo entry is damaged; rebuild it with "
+                f"`graft models fetch {handle} --force`. Received: {tail}"
+            ) from None
+        raise
     model = loaded.model
     if trainable:
         set_trainable(model, loaded.manifest.groups, None)

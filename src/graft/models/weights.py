@@ -118,11 +118,12 @@ def fetch_weights(filename: str, url_path: str, expected_hash: str | None, what:
     try:
         return download(url, downloads_dir() / filename, expected_hash)
     except (OfflineError, WeightsError) as exc:
+        reason = str(exc).split(" Received: ")[0]
         raise WeightsError(
             f"The ImageNet weights of {what} ({filename}) are not on this machine and could not "
-            f"be downloaded: {exc}\nTo provide them, download {url} elsewhere and either put it "
-            f"in $GRAFT_WEIGHTS_DIR (or {downloads_dir()}), or run `graft models fetch NAME "
-            f"--weights-file {filename}`. {received(filename=filename)}"
+            f"be downloaded: {reason} To provide them, download {url} on a machine with "
+            f"internet, then run `graft models fetch {what} --weights-file PATH`, or put the "
+            f"file in $GRAFT_WEIGHTS_DIR or {downloads_dir()}. {received(filename=filename)}"
         ) from None
 
 

@@ -1,0 +1,1 @@
+"""The ``graft`` command line. Nothing here imports TensorFlow at module level."""

@@ -1,0 +1,40 @@
+"""Entry point of the ``graft`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from graft import __version__
+from graft.cli import models
+
+app = typer.Typer(
+    name="graft",
+    help="Reuse pretrained models offline: zoo, transfer learning, export, hub and serving.\n\n"
+    "Example: graft models list 'efficientnet*'",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"graft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """graft command line."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Shared fixtures: every test gets its own GRAFT_HOME; real zoo entries are built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def graft_home(tmp_path, monkeypatch) -> Path:
+    """A fresh cache per test; no user weights folders or Keras cache leak in."""
+    home = tmp_path / "graft_home"
+    monkeypatch.setenv("GRAFT_HOME", str(home))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    for var in ("GRAFT_OFFLINE", "GRAFT_WEIGHTS_DIR", "GRAFT_WEIGHTS_BASE_URL", "GRAFT_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def _shared_zoo_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("zoo_home")
+
+
+@pytest.fixture
+def zoo_home(_shared_zoo_home, monkeypatch) -> Path:
+    """A GRAFT_HOME shared by the whole session, so each real entry is converted once."""
+    monkeypatch.setenv("GRAFT_HOME", str(_shared_zoo_home))
+    return _shared_zoo_home
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> dict[str, np.ndarray]:
+    """scikit-learn's two photos, resized bilinearly like the recorded references."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    data = load_sample_images()
+    out = {}
+    for name, image in zip(data.filenames, data.images, strict=True):
+        out[Path(name).name] = image
+    return out
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))

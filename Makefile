@@ -19,8 +19,6 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/graft models list
-	$(BIN)/graft models info efficientnet_lite0.imagenet_classifier
 	$(BIN)/python -m graft.demo
 
 test: $(STAMP)

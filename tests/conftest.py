@@ -38,7 +38,6 @@ def zoo_home(_shared_zoo_home, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def sample_photos() -> dict[str, np.ndarray]:
     """scikit-learn's two photos, resized bilinearly like the recorded references."""
-    from PIL import Image
     from sklearn.datasets import load_sample_images
 
     data = load_sample_images()

@@ -45,9 +45,7 @@ def random_images(seed: int, size: int) -> np.ndarray:
 
 def sample_photos(size: int) -> np.ndarray:
     data = load_sample_images()
-    photos = [
-        Image.fromarray(img).resize((size, size), Image.BILINEAR) for img in data.images
-    ]
+    photos = [Image.fromarray(img).resize((size, size), Image.BILINEAR) for img in data.images]
     return np.stack([np.asarray(p) for p in photos])  # china.jpg, flower.jpg
 
 

@@ -36,17 +36,16 @@ def load(handle: str | os.PathLike, trainable: bool = False, *, trust: bool = Fa
         ...     keras.layers.Dense(5, activation="softmax"),
         ... ])
     """
-    from graft.handles import resolve
+    from graft.errors import ChecksumError
+    from graft.handles import is_zoo_name, resolve
     from graft.models.transfer import set_trainable
     from graft.module.io import load as load_module
-
-    from graft.errors import ChecksumError
 
     path = resolve(handle)
     try:
         loaded = load_module(path, trust=trust)
     except ChecksumError as exc:
-        if os.fspath(handle) == str(handle) and "/" not in str(handle):  # a zoo name
+        if is_zoo_name(handle):
             message, _, tail = str(exc).rpartition(" Received: ")
             raise ChecksumError(
                 f"{message} The cached zoo entry is damaged; rebuild it with "
@@ -56,9 +55,6 @@ def load(handle: str | os.PathLike, trainable: bool = False, *, trust: bool = Fa
     model = loaded.model
     if trainable:
         set_trainable(model, loaded.manifest.groups, None)
-        for layer in model.layers:  # layers outside any group (pooling, normalisation)
-            if not layer.weights:
-                layer.trainable = True
     else:
         model.trainable = False
     model.graft_manifest = loaded.manifest

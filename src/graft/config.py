@@ -36,9 +36,10 @@ def offline() -> bool:
 
 def weights_base_url() -> str:
     """Base URL that keras.applications weight paths are appended to."""
-    return os.environ.get("GRAFT_WEIGHTS_BASE_URL", "https://storage.googleapis.com/").rstrip(
-        "/"
-    ) + "/"
+    return (
+        os.environ.get("GRAFT_WEIGHTS_BASE_URL", "https://storage.googleapis.com/").rstrip("/")
+        + "/"
+    )
 
 
 def weights_dir() -> Path | None:

@@ -15,6 +15,12 @@ from graft.models.registry import HANDLE_FORMS
 _SCHEMES = ("hub://", "http://", "https://")
 
 
+def is_zoo_name(handle: str | os.PathLike) -> bool:
+    """Whether a handle is meant as a zoo name rather than a path or URL."""
+    text = os.fspath(handle)
+    return not (isinstance(handle, os.PathLike) or "/" in text or text.startswith((".", "~")))
+
+
 def resolve(handle: str | os.PathLike) -> Path:
     """Turns a handle into the path of a module directory.
 
@@ -31,7 +37,7 @@ def resolve(handle: str | os.PathLike) -> Path:
     from graft.module.io import is_module_dir
 
     text = os.fspath(handle)
-    if isinstance(handle, os.PathLike) or "/" in text or text.startswith((".", "~")):
+    if not is_zoo_name(handle):
         if text.startswith(_SCHEMES):
             raise ModelNotFoundError(
                 f"{text.split('://')[0]}:// handles need the graft hub, which this version does "

@@ -65,9 +65,7 @@ def test_register_rejects_bad_names():
 
 
 def _materialize_in_subprocess(env):
-    code = (
-        "import tests._tiny_zoo, graft.models as m; print(m.materialize('tiny_cnn.test'))"
-    )
+    code = "import tests._tiny_zoo, graft.models as m; print(m.materialize('tiny_cnn.test'))"
     return subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
@@ -173,7 +171,9 @@ def test_corrupt_cache_entry_is_detected(graft_home):
     path = graft.models.materialize("tiny_cnn.test")
     with open(path / "model.keras", "ab") as f:
         f.write(b"junk")
-    with pytest.raises(ChecksumError, match=r"model\.keras.*graft models fetch tiny_cnn\.test --force"):
+    with pytest.raises(
+        ChecksumError, match=r"model\.keras.*graft models fetch tiny_cnn\.test --force"
+    ):
         graft.load("tiny_cnn.test")
     graft.models.materialize("tiny_cnn.test", force=True)  # the repair
     assert graft.load("tiny_cnn.test").output_shape == (None, 8)

@@ -63,7 +63,9 @@ def test_flipped_byte_is_a_checksum_error(saved):
     data = bytearray((path / "model.keras").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (path / "model.keras").write_bytes(bytes(data))
-    with pytest.raises(ChecksumError, match=r"model\.keras has sha256 .*Received: path='model.keras'"):
+    with pytest.raises(
+        ChecksumError, match=r"model\.keras has sha256 .*Received: path='model.keras'"
+    ):
         load(path)
 
 

@@ -20,6 +20,8 @@ def print_table(table) -> None:
         console.print(table)
     else:
         Console(width=max(console.width, 120)).print(table)
+
+
 F = TypeVar("F", bound=Callable)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]

@@ -89,7 +89,10 @@ def info(name: Annotated[str, typer.Argument(help="A zoo name, arch.tag.")]) -> 
             ("converted from", prov.converted_from if prov else ""),
             ("source sha256", prov.source_sha256 if prov else ""),
             ("checked against", prov.reference if prov and prov.reference else "-"),
-            ("layer groups", f"{len(manifest.groups)}: " + ", ".join(g.name for g in manifest.groups)),
+            (
+                "layer groups",
+                f"{len(manifest.groups)}: " + ", ".join(g.name for g in manifest.groups),
+            ),
             ("labels", f"{len(manifest.labels)} classes" if manifest.labels else "-"),
             ("cached at", f"{path} ({size / 1e6:.1f} MB)"),
         ]

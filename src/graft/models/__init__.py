@@ -71,8 +71,8 @@ def create(
         >>> model.output_shape  # doctest: +SKIP
         (None, 5)
     """
-    from graft.errors import InvalidArgumentError, received
     from graft._load import load
+    from graft.errors import InvalidArgumentError, received
 
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
@@ -98,4 +98,3 @@ def create(
     new = keras.Model(model.input, outputs, name=f"{model.name}_classifier")
     new.graft_manifest = manifest
     return new
-

@@ -136,9 +136,7 @@ class ImageNormalization(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            scale=self.scale, offset=self.offset, reverse_channels=self.reverse_channels
-        )
+        config.update(scale=self.scale, offset=self.offset, reverse_channels=self.reverse_channels)
         return config
 
 

@@ -97,9 +97,13 @@ def _materialise(obj, storages: dict[str, np.ndarray]):
         itemsize = flat.dtype.itemsize
         if obj.size == ():
             return flat[obj.offset].copy()
-        needed = obj.offset + 1 + sum((n - 1) * s for n, s in zip(obj.size, obj.stride, strict=True))
+        needed = (
+            obj.offset + 1 + sum((n - 1) * s for n, s in zip(obj.size, obj.stride, strict=True))
+        )
         if needed > flat.size:
-            raise WeightsError(f"A tensor reads past the end of its storage. {received(key=obj.key)}")
+            raise WeightsError(
+                f"A tensor reads past the end of its storage. {received(key=obj.key)}"
+            )
         view = np.lib.stride_tricks.as_strided(
             flat[obj.offset :], shape=obj.size, strides=[s * itemsize for s in obj.stride]
         )

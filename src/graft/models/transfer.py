@@ -59,6 +59,18 @@ def _set(layer: keras.layers.Layer, trainable: bool) -> None:
             sub.trainable = False
 
 
+def _freeze_ungrouped(parent, prefix: str, grouped: set[str], extra: set[str]) -> None:
+    """Freezes every layer (nested ones too) that is neither grouped nor holds grouped layers."""
+    for layer in getattr(parent, "layers", []):
+        path = prefix + layer.name
+        if path in grouped:
+            continue
+        if any(name.startswith(path + "/") for name in grouped):
+            _freeze_ungrouped(layer, path + "/", grouped, extra)
+        else:
+            _set(layer, path in extra)
+
+
 def set_trainable(
     model: keras.Model,
     groups: Sequence[LayerGroup],
@@ -95,9 +107,5 @@ def set_trainable(
     frozen = {name for g in groups for name in g.layers} - unfrozen
     for name in sorted(frozen) + sorted(unfrozen):
         _set(_find(model, name), name in unfrozen)
-    grouped = frozen | unfrozen
-    for layer in model.layers:
-        is_parent = any(name.startswith(layer.name + "/") for name in grouped)
-        if layer.name not in grouped and not is_parent:
-            _set(layer, layer.name in extra_trainable)
+    _freeze_ungrouped(model, "", frozen | unfrozen, set(extra_trainable))
     return len(model.trainable_weights)

@@ -96,7 +96,9 @@ def save(
         model.save(tmp / MODEL_FILE)
         files: dict[str, bytes] = dict(assets or {})
         if manifest.labels:
-            files[LABELS_FILE.removeprefix("assets/")] = ("\n".join(manifest.labels) + "\n").encode()
+            files[LABELS_FILE.removeprefix("assets/")] = (
+                "\n".join(manifest.labels) + "\n"
+            ).encode()
         for rel, data in files.items():
             target = tmp / "assets" / rel
             if not target.resolve().is_relative_to((tmp / "assets").resolve()):
@@ -138,7 +140,9 @@ def verify(directory: str | Path) -> Manifest:
         if not path.resolve().is_relative_to(directory.resolve()):
             raise ManifestError(f"manifest file path escapes the module. {received(path=rel)}")
         if not path.is_file():
-            raise ChecksumError(f"{path} is listed in the manifest but missing. {received(path=rel)}")
+            raise ChecksumError(
+                f"{path} is listed in the manifest but missing. {received(path=rel)}"
+            )
         size = path.stat().st_size
         if size != entry.size:
             raise ChecksumError(

@@ -58,7 +58,9 @@ def block_plan(variant: str) -> list[tuple[str, int, int, int, int, int]]:
             repeats = int(math.ceil(depth * repeats))
         for r in range(repeats):
             name = f"block{i + 1}{string.ascii_lowercase[r]}"
-            plan.append((name, kernel, stride if r == 0 else 1, expand, fin if r == 0 else fout, fout))
+            plan.append(
+                (name, kernel, stride if r == 0 else 1, expand, fin if r == 0 else fout, fout)
+            )
     return plan
 
 
@@ -74,7 +76,9 @@ def _mbconv(x, name, kernel, stride, expand, fin, fout, drop_rate):
     inputs = x
     channels = fin * expand
     if expand != 1:
-        x = layers.Conv2D(channels, 1, padding="same", use_bias=False, name=f"{name}_expand_conv")(x)
+        x = layers.Conv2D(channels, 1, padding="same", use_bias=False, name=f"{name}_expand_conv")(
+            x
+        )
         x = _bn(f"{name}_expand_bn")(x)
         x = _relu6(f"{name}_expand_activation")(x)
     x = layers.DepthwiseConv2D(
@@ -123,7 +127,9 @@ def efficientnet_lite(
         (None, 1280)
     """
     if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)}. Received: variant={variant!r}")
+        raise ValueError(
+            f"variant must be one of {sorted(VARIANTS)}. Received: variant={variant!r}"
+        )
     if pooling not in ("avg", None):
         raise ValueError(f"pooling must be 'avg' or None. Received: pooling={pooling!r}")
     _, _, resolution, dropout = VARIANTS[variant]

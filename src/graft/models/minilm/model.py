@@ -62,6 +62,8 @@ def sentence_encoder(directory: Path, sequence_length: int = 256) -> keras.Model
 
 
 def group_key(name: str) -> str | None:
+    if name == "pooled_dense":
+        return "unused_pooler"  # BERT's [CLS] pooler: mean pooling never reads it
     if name.startswith("transformer_layer_"):
         return name
     if name.startswith(("token_embedding", "segment_embedding", "position_embedding")):
@@ -76,7 +78,11 @@ def build(spec) -> Built:
     directory = model_dir()
     model = sentence_encoder(directory, spec.options["sequence_length"])
     backbone = model.get_layer("bert_backbone")
-    groups = assign_groups(backbone.layers, group_key, prefix=f"{backbone.name}/")
+    groups = tuple(
+        g
+        for g in assign_groups(backbone.layers, group_key, prefix=f"{backbone.name}/")
+        if g.name != "unused_pooler"
+    )
     provenance = Provenance(
         source=spec.source,
         converted_from="model.safetensors",

@@ -167,6 +167,45 @@ def test_cli_fetch_rejects_a_wrong_file(tmp_path, monkeypatch):
     assert "expected 4d473c1dd8becc155b73f8504c6f6626" in result.output
 
 
+@pytest.mark.parametrize(
+    "arch, include_top",
+    [
+        ("mobilenet_v2", False),  # needs keras.applications.mobilenet_v2.preprocess_input
+        ("mobilenet_v3_small", True),  # classifier form; preprocessing inside Keras' model
+        ("efficientnet_b0", False),  # preprocessing inside Keras' model
+    ],
+)
+def test_entries_equal_keras_with_its_preprocessing(arch, include_top, tmp_path, monkeypatch):
+    """Each entry on [0, 1] input equals keras.applications on 0-255 input + preprocess_input."""
+    import keras
+
+    app = keras_apps.APPS[arch]
+    keras.utils.set_random_seed(5)
+    kwargs = {"include_top": True} if include_top else {"include_top": False, "pooling": "avg"}
+    reference = getattr(keras.applications, app.keras_name)(weights=None, **kwargs)
+    filename, url_path, _ = app.top_file if include_top else app.notop_file
+    write_legacy_h5(reference, tmp_path / filename)
+    md5 = hashlib.md5((tmp_path / filename).read_bytes()).hexdigest()
+    field = "top_file" if include_top else "notop_file"
+    monkeypatch.setitem(keras_apps.APPS, arch, replace(app, **{field: (filename, url_path, md5)}))
+    monkeypatch.setenv("GRAFT_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("GRAFT_OFFLINE", "1")
+    tag = "imagenet_classifier" if include_top else "imagenet"
+    model = graft.load(f"{arch}.{tag}")
+    x = np.random.default_rng(2).random((2, 224, 224, 3), dtype=np.float32)
+    pixels = x * 255.0
+    if arch == "mobilenet_v2":
+        pixels = keras.applications.mobilenet_v2.preprocess_input(pixels)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), reference.predict(pixels, verbose=0), atol=1e-4
+    )
+    if include_top:
+        assert model.graft_manifest.labels[985] == "daisy"
+        assert model.count_params() == app.params_top
+    else:
+        assert model.output_shape == (None, app.feature_dim)
+
+
 def test_resnet_caffe_preprocessing_matches_keras():
     import keras
 

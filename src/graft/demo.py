@@ -48,9 +48,7 @@ def main() -> None:
     table = Table("photo", "top-3 ImageNet classes")
     for name, row in zip(photos.filenames, probs, strict=True):
         top = np.argsort(-row)[:3]
-        table.add_row(
-            os.path.basename(name), ", ".join(f"{labels[i]} ({row[i]:.3f})" for i in top)
-        )
+        table.add_row(os.path.basename(name), ", ".join(f"{labels[i]} ({row[i]:.3f})" for i in top))
     console.print(table)
 
     console.rule("[bold]3. graft.load('minilm_l6.sentence'): semantic search")

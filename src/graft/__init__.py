@@ -15,7 +15,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["errors", "load", "models", "module", "__version__"]
+__all__ = [
+    "data",
+    "errors",
+    "evaluate",
+    "load",
+    "models",
+    "module",
+    "predict",
+    "train",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from graft import errors, models, module
@@ -27,6 +37,18 @@ def __getattr__(name: str) -> Any:
         from graft._load import load
 
         return load
-    if name in ("models", "module", "errors", "config", "handles"):
+    if name == "train":
+        from graft.training.run import train
+
+        return train
+    if name == "predict":
+        from graft.training.run import predict
+
+        return predict
+    if name == "evaluate":
+        from graft.evaluation.classifier import evaluate
+
+        return evaluate
+    if name in ("models", "module", "errors", "config", "handles", "data"):
         return importlib.import_module(f"graft.{name}")
     raise AttributeError(f"module 'graft' has no attribute {name!r}")

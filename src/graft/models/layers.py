@@ -141,3 +141,44 @@ class ImageNormalization(keras.layers.Layer):
 
 
 CUSTOM_LAYERS["graft>ImageNormalization"] = ImageNormalization
+
+
+@keras.saving.register_keras_serializable(package="graft")
+class DecodeImage(keras.layers.Layer):
+    """Encoded image files (a ``(batch,)`` string tensor) to float32 RGB in [0, 1].
+
+    Uses the same TensorFlow ops as graft's training pipeline (``graft.data.images``), so a
+    saved classifier takes raw JPEG/PNG/GIF/BMP bytes and sees what training saw.
+
+    Args:
+        size: ``(height, width)`` to resize to (bilinear, antialiased).
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(int(v) for v in size)
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        from graft.data.images import decode_resize
+
+        return tf.map_fn(
+            lambda data: decode_resize(data, self.size),
+            inputs,
+            fn_output_signature=tf.TensorSpec([*self.size, 3], tf.float32),
+        )
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs.shape[0], *self.size, 3), dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=list(self.size))
+        return config
+
+
+CUSTOM_LAYERS["graft>DecodeImage"] = DecodeImage

@@ -27,10 +27,13 @@ class InputSpec(_Frozen):
     """What the model's input must look like.
 
     Images are float32 ``(batch, height, width, 3)`` RGB in ``value_range``; the module's own
-    first layers apply ``normalization``. Text is a ``(batch,)`` string tensor.
+    first layers apply ``normalization``. With ``encoded``, images are instead a ``(batch,)``
+    string tensor of encoded files (JPEG, PNG, GIF, BMP) that the module decodes and resizes to
+    ``size`` itself. Text is a ``(batch,)`` string tensor.
     """
 
     kind: Literal["image", "text"]
+    encoded: bool = False
     size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
     normalization: str = ""

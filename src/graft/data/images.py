@@ -1,0 +1,85 @@
+"""Image files to model input: one decoding path for training, evaluation and the saved module.
+
+Files are read as bytes TensorFlow can decode (JPEG, PNG, GIF, BMP); other formats (WebP,
+TIFF, CMYK JPEG...) are converted to PNG in memory with Pillow. Decoding and resizing then run
+through ``decode_resize``, the same TensorFlow ops the saved module's ``DecodeImage`` layer
+uses, so a served model sees exactly what training saw.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+DECODER_VERSION = "tf-decode-image/bilinear-antialias/v1"
+
+
+def image_bytes(path: str | Path) -> bytes:
+    """Reads an image file as bytes TensorFlow's ``decode_image`` accepts.
+
+    Raises:
+        OSError: the file cannot be read or is not an image Pillow understands.
+    """
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:  # reads the header only
+        if image.format in _TF_FORMATS and image.mode not in ("CMYK", "I", "I;16", "F"):
+            return data
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def check_image(path: str | Path) -> str | None:
+    """Returns why ``path`` cannot be used as an image (full decode), or ``None`` if it can."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # catches truncated and corrupt files
+            image.convert("RGB")
+    except Exception as exc:  # Pillow raises many types for bad files
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def decode_resize(data, size: tuple[int, int]):
+    """TensorFlow ops: encoded bytes (scalar string tensor) to float32 RGB in [0, 1]."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+_BATCH_DECODERS: dict = {}
+
+
+def decode_batch(blobs: list[bytes], size: tuple[int, int]):
+    """Decodes encoded images to a float32 ``(n, h, w, 3)`` NumPy batch in [0, 1] in one
+    compiled TensorFlow call."""
+    import tensorflow as tf
+
+    size = tuple(size)
+    if size not in _BATCH_DECODERS:
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def decode(data):
+            return tf.map_fn(
+                lambda b: decode_resize(b, size),
+                data,
+                fn_output_signature=tf.TensorSpec([*size, 3], tf.float32),
+                parallel_iterations=4,
+            )
+
+        _BATCH_DECODERS[size] = decode
+    return _BATCH_DECODERS[size](tf.constant(blobs)).numpy()
+
+
+def load_images(paths, size: tuple[int, int]):
+    """Decodes files to a float32 ``(n, h, w, 3)`` NumPy batch in [0, 1] (tests, predict)."""
+    return decode_batch([image_bytes(p) for p in paths], size)

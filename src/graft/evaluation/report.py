@@ -1,0 +1,167 @@
+"""Writes an evaluation: metrics.json, predictions.csv, misclassified.csv, confusion matrix
+(CSV and PNG), training curves and one self-contained report.html (images inlined)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graft.evaluation.metrics import compute_metrics
+from graft.evaluation.plots import confusion_matrix_png, curves_png
+
+MAX_THUMBNAILS = 48
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """What an evaluation measured and where it wrote it."""
+
+    metrics: dict
+    directory: Path
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+    @property
+    def html(self) -> Path:
+        return self.directory / "report.html"
+
+
+def _b64_png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _thumbnail(path: str) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((96, 96))
+            if min(image.size) < 48:
+                scale = 48 / min(image.size)
+                image = image.resize(
+                    (round(image.width * scale), round(image.height * scale)), Image.NEAREST
+                )
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            return base64.b64encode(buffer.getvalue()).decode("ascii")
+    except OSError:
+        return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(
+    directory: str | Path,
+    *,
+    kind: str,
+    items: Sequence[str],
+    y_true: Sequence[int],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+    history: dict | None = None,
+    skipped: Sequence = (),
+    summary: dict | None = None,
+) -> EvalReport:
+    """Computes metrics and writes every evaluation file into ``directory``.
+
+    Args:
+        directory: output folder (created).
+        kind: ``"image"`` (``items`` are paths; misclassified ones get thumbnails) or ``"text"``.
+        items: the evaluated examples.
+        y_true: their true class indices.
+        probs: ``(n, classes)`` predicted probabilities.
+        class_names: class names in index order.
+        title: report heading.
+        history: per-stage training logs, for the curves.
+        skipped: examples left out of the data (``Skipped``), listed in the report.
+        summary: extra facts for the report's header table (model, timings...).
+
+    Returns:
+        The metrics and the folder.
+    """
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metrics = compute_metrics(y_true, probs, class_names)
+    metrics["skipped"] = len(skipped)
+    names = list(class_names)
+    y_pred = probs.argmax(axis=1)
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+
+    rows = []
+    for i, item in enumerate(items):
+        rows.append(
+            {
+                "item": item,
+                "true": names[y_true[i]],
+                "predicted": names[y_pred[i]],
+                "probability": float(probs[i, y_pred[i]]),
+                "top3": "; ".join(f"{names[j]}:{probs[i, j]:.4f}" for j in top3[i]),
+            }
+        )
+    for filename, selected in (
+        ("predictions.csv", rows),
+        ("misclassified.csv", [r for r in rows if r["true"] != r["predicted"]]),
+    ):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=["item", "true", "predicted", "probability", "top3"]
+        )
+        writer.writeheader()
+        writer.writerows(selected)
+        _write_text(directory / filename, buffer.getvalue())
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["true \\ predicted", *names])
+    for name, row in zip(names, metrics["confusion_matrix"], strict=True):
+        writer.writerow([name, *row])
+    _write_text(directory / "confusion_matrix.csv", buffer.getvalue())
+    confusion_matrix_png(metrics["confusion_matrix"], names, directory / "confusion_matrix.png")
+    images = {"confusion": _b64_png(directory / "confusion_matrix.png")}
+    if history:
+        curves_png(history, directory / "curves.png")
+        images["curves"] = _b64_png(directory / "curves.png")
+    _write_text(directory / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+    wrong = [r for r in rows if r["true"] != r["predicted"]]
+    shown = wrong[:MAX_THUMBNAILS]
+    if kind == "image":
+        for r in shown:
+            r["thumbnail"] = _thumbnail(r["item"])
+    env = Environment(
+        loader=PackageLoader("graft.evaluation", "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
+    html = env.get_template("report.html.j2").render(
+        title=title,
+        kind=kind,
+        metrics=metrics,
+        summary=summary or {},
+        images=images,
+        misclassified=shown,
+        misclassified_total=len(wrong),
+        skipped=list(skipped),
+        class_names=names,
+        confusion=list(zip(names, metrics["confusion_matrix"], strict=True)),
+    )
+    _write_text(directory / "report.html", html)
+    return EvalReport(metrics=metrics, directory=directory)

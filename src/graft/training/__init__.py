@@ -1,0 +1,1 @@
+"""Transfer learning: features computed once, a head trained on them, optional fine-tuning."""

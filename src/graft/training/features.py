@@ -1,0 +1,180 @@
+"""Feature extraction: the frozen backbone runs once per example, through the fastest runtime.
+
+For image backbones the Keras model is converted once to TFLite and run by the LiteRT
+interpreter with XNNPACK (about 3x Keras ``predict`` on CPU, see bench/RESULTS.md); Keras is
+the fallback. Vectors are cached as ``$GRAFT_HOME/features/<model sha>/<preprocessing
+hash>/<example sha>.npy`` and reused across epochs, runs and split changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from graft import config
+
+log = logging.getLogger(__name__)
+BATCH = 32
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FeatureExtractor:
+    """Computes and caches backbone features for image files or texts.
+
+    Args:
+        module_dir: the backbone module (feature-vector task).
+        runtime: ``"auto"`` (TFLite for images, Keras for text), ``"tflite"`` or ``"keras"``.
+        threads: interpreter threads (default: all cores).
+
+    Example:
+        >>> fx = FeatureExtractor(graft.models.materialize("efficientnet_lite0.imagenet"))
+        >>> fx(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+        (2, 1280)
+    """
+
+    def __init__(self, module_dir: str | Path, runtime: str = "auto", threads: int | None = None):
+        from graft.errors import InvalidArgumentError, received
+        from graft.module.io import verify
+
+        if runtime not in ("auto", "tflite", "keras"):
+            raise InvalidArgumentError(
+                f"runtime must be 'auto', 'tflite' or 'keras'. {received(runtime=runtime)}"
+            )
+        self.module_dir = Path(module_dir)
+        self.manifest = verify(self.module_dir)
+        self.kind = self.manifest.inputs.kind
+        self.model_sha = self.manifest.files["model.keras"].sha256
+        if runtime == "auto":
+            runtime = "tflite" if self.kind == "image" else "keras"
+        self.runtime = runtime
+        self.threads = threads or os.cpu_count() or 1
+        size = self.manifest.inputs.size
+        self.preprocess_key = _sha(f"{self.kind}|{size}|{self._decoder_version()}".encode())[:16]
+        self.cache_dir = config.graft_home() / "features" / self.model_sha / self.preprocess_key
+        self._model = None
+        self._interpreter = None
+
+    def _decoder_version(self) -> str:
+        from graft.data.images import DECODER_VERSION
+
+        return DECODER_VERSION if self.kind == "image" else "raw-text"
+
+    # -- runtimes ---------------------------------------------------------------------------
+    def keras_model(self):
+        if self._model is None:
+            from graft.module.io import load
+
+            self._model = load(self.module_dir).model
+        return self._model
+
+    def tflite_path(self) -> Path:
+        """Converts the backbone to TFLite once per model sha (cached, atomic)."""
+        from filelock import FileLock
+
+        target = config.graft_home() / "engines" / f"{self.model_sha}.tflite"
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):
+            if not target.is_file():
+                tmp = target.with_name(f".{uuid.uuid4().hex}.tflite")
+                try:
+                    self.keras_model().export(str(tmp), format="litert", verbose=False)
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        return target
+
+    def _run_tflite(self, batch: np.ndarray) -> np.ndarray:
+        if self._interpreter is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._interpreter = Interpreter(
+                model_path=str(self.tflite_path()), num_threads=self.threads
+            )
+            self._input = self._interpreter.get_input_details()[0]["index"]
+            self._output = self._interpreter.get_output_details()[0]["index"]
+            self._batch = None
+        if self._batch != len(batch):
+            self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+            self._interpreter.allocate_tensors()
+            self._batch = len(batch)
+        self._interpreter.set_tensor(self._input, batch)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
+
+    def _run(self, batch) -> np.ndarray:
+        if self.runtime == "tflite":
+            return self._run_tflite(batch)
+        if self.kind == "text":
+            import tensorflow as tf
+
+            batch = tf.constant(list(batch))
+        return np.asarray(self.keras_model()(batch, training=False))
+
+    # -- extraction -------------------------------------------------------------------------
+    def _read(self, items: Sequence[str]) -> tuple[list[str], list]:
+        """Keys (sha256 of the example) and raw inputs (texts, or image bytes)."""
+        if self.kind == "text":
+            return [_sha(t.encode("utf-8")) for t in items], list(items)
+        from graft.data.images import image_bytes
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            blobs = list(pool.map(image_bytes, items))
+        return [_sha(b) for b in blobs], blobs
+
+    def _prepare(self, raw: list):
+        if self.kind == "text":
+            return raw
+        from graft.data.images import decode_batch
+
+        return decode_batch(raw, tuple(self.manifest.inputs.size))
+
+    def __call__(self, items: Sequence[str], progress: Callable[[int], None] | None = None):
+        """Returns an ``(n, dim)`` float32 array of features, computing only uncached ones.
+
+        Decoding of the next batch overlaps with inference on the current one.
+        """
+        items = list(items)
+        keys, raw = self._read(items)
+        out = np.zeros((len(items), self.manifest.outputs.dim), np.float32)
+        todo = []
+        for i, key in enumerate(keys):
+            path = self.cache_dir / key[:2] / f"{key}.npy"
+            if path.is_file():
+                out[i] = np.load(path)
+            else:
+                todo.append(i)
+        if progress:
+            progress(len(items) - len(todo))
+        chunks = [todo[s : s + BATCH] for s in range(0, len(todo), BATCH)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._prepare, [raw[i] for i in chunks[0]]) if chunks else None
+            for n, chunk in enumerate(chunks):
+                batch = pending.result()
+                if n + 1 < len(chunks):
+                    pending = pool.submit(self._prepare, [raw[i] for i in chunks[n + 1]])
+                vectors = self._run(batch)
+                for i, vector in zip(chunk, vectors, strict=True):
+                    out[i] = vector
+                    self._store(keys[i], vector)
+                if progress:
+                    progress(len(chunk))
+        return out
+
+    def _store(self, key: str, vector: np.ndarray) -> None:
+        path = self.cache_dir / key[:2] / f"{key}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{uuid.uuid4().hex}.npy")
+        np.save(tmp, vector.astype(np.float32))
+        os.replace(tmp, path)

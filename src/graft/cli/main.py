@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from graft import __version__
-from graft.cli import models
+from graft.cli import models, train
 
 app = typer.Typer(
     name="graft",
@@ -15,6 +15,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+app.command("predict")(train.predict)
 
 
 def _version(value: bool) -> None:

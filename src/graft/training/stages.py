@@ -111,8 +111,9 @@ def fit_all(
     backbone = backbone_loaded.model
     if config.fine_tune_blocks:
         if config.fine_tune_blocks > len(bm.groups):
+            blocks = ", ".join(g.name for g in bm.groups)
             raise InvalidArgumentError(
-                f"{config.model} has {len(bm.groups)} blocks ({', '.join(g.name for g in bm.groups)}); "
+                f"{config.model} has {len(bm.groups)} blocks ({blocks}); "
                 f"fine_tune_blocks must be at most that. "
                 f"{received(fine_tune_blocks=config.fine_tune_blocks)}"
             )

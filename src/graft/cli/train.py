@@ -1,0 +1,177 @@
+"""``graft train``, ``graft evaluate`` and ``graft predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="Backbone: a feature-vector zoo entry or module.")
+]
+
+
+@handle_errors
+def train(
+    data: Annotated[
+        Path, typer.Argument(help="A folder of class subfolders, or a .csv/.tsv/.jsonl of texts.")
+    ],
+    model: ModelOption = "efficientnet_lite0.imagenet",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<time>).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Head epochs on cached features.")] = 10,
+    fine_tune_blocks: Annotated[
+        int, typer.Option(help="Unfreeze this many top blocks and fine-tune end to end.")
+    ] = 0,
+    fine_tune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Head learning rate.")] = 1e-2,
+    fine_tune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-4,
+    hidden_units: Annotated[int, typer.Option(help="Hidden Dense layer in the head.")] = 0,
+    dropout: Annotated[float, typer.Option(help="Dropout before the classifier.")] = 0.2,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing.")] = 0.1,
+    text_column: Annotated[str, typer.Option(help="Text column of a table.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of a table.")] = "label",
+    augment: Annotated[bool, typer.Option(help="Augment images while fine-tuning.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+) -> None:
+    """Train a classifier on a pretrained backbone and write its module and report.
+
+    Example: graft train data/flowers --model efficientnet_lite0.imagenet --epochs 10
+    --out runs/flowers --fine-tune-blocks 2
+    """
+    quiet_tensorflow()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    import graft
+    from graft.data import load
+
+    splits = None
+    if not resume or out is None or not (out / "splits.json").is_file():
+        kwargs = {"seed": seed}
+        if not data.is_dir():
+            kwargs.update(text_column=text_column, label_column=label_column)
+        splits = load(str(data), **kwargs)
+        console.print(
+            f"Data: {len(splits.train)} train, {len(splits.val)} validation, "
+            f"{len(splits.test)} test; {len(splits.class_names)} classes"
+            + (
+                f"; [yellow]{len(splits.skipped)} unreadable file(s) skipped[/]"
+                if splits.skipped
+                else ""
+            )
+        )
+    tasks: dict[str, int] = {}
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        run = graft.train(
+            splits if splits is not None else data,
+            model,
+            out=out,
+            resume=resume,
+            progress=progress,
+            epochs=epochs,
+            fine_tune_blocks=fine_tune_blocks,
+            fine_tune_epochs=fine_tune_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            fine_tune_lr=fine_tune_lr,
+            hidden_units=hidden_units,
+            dropout=dropout,
+            label_smoothing=label_smoothing,
+            augment=augment,
+            seed=seed,
+        )
+    _print_metrics(run.metrics, f"Run {run.directory}")
+    timing = ", ".join(
+        f"{k.removesuffix('_s')} {v:.1f}s" for k, v in run.timings.items() if k.endswith("_s")
+    )
+    console.print(f"Time: {timing} (features via {run.timings['features_runtime']})")
+    console.print(f"Module: {run.module_dir}")
+    console.print(f"Report: {run.report}")
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_row("accuracy", f"{metrics['accuracy']:.4f}")
+    for k, v in metrics["top_k_accuracy"].items():
+        table.add_row(f"top-{k} accuracy", f"{v:.4f}")
+    table.add_row("macro F1", f"{metrics['macro_f1']:.4f}")
+    table.add_row("test examples", str(metrics["examples"]))
+    if metrics.get("skipped"):
+        table.add_row("skipped files", str(metrics["skipped"]))
+    print_table(table)
+
+
+@handle_errors
+def evaluate(
+    module: Annotated[Path, typer.Argument(help="A classifier module directory.")],
+    data: Annotated[Path, typer.Argument(help="Labelled data: a folder or a .csv/.tsv/.jsonl.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder.")] = None,
+) -> None:
+    """Evaluate a classifier module on labelled data and write report.html.
+
+    Example: graft evaluate runs/flowers/module data/flowers_test --out eval/flowers
+    """
+    quiet_tensorflow()
+    import graft
+
+    report = graft.evaluate(module, data, out=out)
+    _print_metrics(report.metrics, f"Evaluation of {module}")
+    console.print(f"Report: {report.html}")
+
+
+@handle_errors
+def predict(
+    module: Annotated[Path, typer.Argument(help="A classifier module directory.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for text models.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per input.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Predict label names for image files or texts.
+
+    Example: graft predict runs/flowers/module photo1.jpg photo2.png --top-k 3
+    """
+    quiet_tensorflow()
+    import graft
+    from graft.errors import InvalidArgumentError, received
+
+    if top_k < 1:
+        raise InvalidArgumentError(f"--top-k must be at least 1. {received(top_k=top_k)}")
+    results = graft.predict(module, inputs, top_k=top_k)
+    if as_json:
+        for r in results:
+            typer.echo(
+                json.dumps(
+                    {
+                        "input": r.item,
+                        "label": r.label,
+                        "probability": round(r.probability, 6),
+                        "top_k": [{"label": lab, "probability": round(p, 6)} for lab, p in r.top_k],
+                    }
+                )
+            )
+        return
+    table = Table("input", "label", "probability", *(["top-k"] if top_k > 1 else []))
+    for r in results:
+        extra = [", ".join(f"{lab} ({p:.3f})" for lab, p in r.top_k)] if top_k > 1 else []
+        table.add_row(r.item, r.label, f"{r.probability:.4f}", *extra)
+    print_table(table)

@@ -32,7 +32,7 @@ class StageState:
 
     stage: str
     epochs_done: int = 0
-    best: float = -np.inf
+    best: list[float] = field(default_factory=lambda: [-np.inf, -np.inf])
     best_epoch: int = -1
     wait: int = 0
     finished: bool = False
@@ -61,6 +61,18 @@ def _save_model(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def reseed_layers(model, seed: int) -> None:
+    """Sets every random layer's seed state (Dropout, augmentation) from ``seed``.
+
+    Keras does not save seed-generator states in checkpoints; deriving them from the epoch's
+    seed instead makes a resumed epoch draw the same dropout masks as an uninterrupted one.
+    """
+    for i, variable in enumerate(model.variables):
+        if variable.path.endswith("seed_generator_state"):
+            value = np.array([(seed * 1_000_003 + i) % 2**31, 0])
+            variable.assign(value.astype(variable.dtype))
+
+
 def run_stage(
     *,
     stage: str,
@@ -84,7 +96,8 @@ def run_stage(
         seed: the run seed.
         train_data: ``epoch -> (x, y)`` or ``epoch -> (dataset,)`` for that epoch.
         validation_data: what ``fit`` takes as ``validation_data``.
-        patience: stop after this many epochs without a better ``val_accuracy``.
+        patience: stop after this many epochs without a better validation score
+            (accuracy, then loss).
         resume: continue from the stage's last checkpoint if there is one.
         on_epoch: called with ``(epoch, logs)`` after each epoch (progress bars).
 
@@ -110,7 +123,9 @@ def run_stage(
     for epoch in range(state.epochs_done, epochs):
         if state.finished:
             break
-        keras.utils.set_random_seed(seed * 10_007 + stage_offset + epoch)
+        epoch_seed = seed * 10_007 + stage_offset + epoch
+        keras.utils.set_random_seed(epoch_seed)
+        reseed_layers(model, epoch_seed)
         data = train_data(epoch)
         fit_kwargs = dict(
             epochs=epoch + 1,
@@ -130,7 +145,9 @@ def run_stage(
             for key, value in logs.items():
                 tf.summary.scalar(key, value)
         writer.flush()
-        score = logs.get("val_accuracy", -logs.get("val_loss", 0.0))
+        # Best = highest validation accuracy; among equals, lowest validation loss (a small
+        # validation set often ties on accuracy long before the model is trained).
+        score = [logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0)]
         if score > state.best:
             state.best, state.best_epoch, state.wait = score, epoch, 0
             tmp = best.with_name(f".{uuid.uuid4().hex}.weights.h5")

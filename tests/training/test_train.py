@@ -1,0 +1,340 @@
+"""graft.train end to end on real data (scikit-learn's digits) and on texts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graft
+from graft.errors import InvalidArgumentError, ModuleExistsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_digits_reaches_90_percent(digits_run):
+    assert digits_run.metrics["accuracy"] >= 0.90
+    assert digits_run.metrics["top_k_accuracy"]["3"] >= 0.97
+    assert digits_run.timings["features_runtime"] == "tflite"
+    assert len(digits_run.history["head"]["val_accuracy"]) == 10
+
+
+def test_run_folder_has_every_output(digits_run):
+    d = digits_run.directory
+    for name in (
+        "report.html",
+        "metrics.json",
+        "predictions.csv",
+        "misclassified.csv",
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "curves.png",
+        "config.json",
+        "splits.json",
+        "run.json",
+    ):
+        assert (d / name).is_file(), name
+    assert list((d / "tensorboard" / "head").glob("events.out.tfevents.*"))
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["accuracy"] == digits_run.metrics["accuracy"]
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["examples"] == 179
+    assert set(metrics["per_class"]) == {str(i) for i in range(10)}
+    rows = list(csv.DictReader(open(d / "predictions.csv")))
+    assert len(rows) == 179 and set(rows[0]) == {"item", "true", "predicted", "probability", "top3"}
+    assert np.mean([r["true"] == r["predicted"] for r in rows]) == pytest.approx(
+        metrics["accuracy"]
+    )
+    wrong = list(csv.DictReader(open(d / "misclassified.csv")))
+    assert len(wrong) == sum(r["true"] != r["predicted"] for r in rows)
+    assert not list(d.rglob(".*.tmp*")) and not [p for p in d.rglob(".*") if p.is_file()]
+
+
+def test_saved_module_predicts_the_same_after_reload(digits_run):
+    manifest = graft.module.verify(digits_run.module_dir)
+    assert manifest.task == "image-classifier" and manifest.inputs.encoded
+    assert manifest.labels == tuple(str(i) for i in range(10))
+    assert manifest.metrics["test_accuracy"] == digits_run.metrics["accuracy"]
+    rows = list(csv.DictReader(open(digits_run.directory / "predictions.csv")))[:40]
+    predictions = graft.predict(digits_run.module_dir, [r["item"] for r in rows], top_k=3)
+    assert [p.label for p in predictions] == [r["predicted"] for r in rows]
+    for p, r in zip(predictions, rows, strict=True):
+        assert p.probability == pytest.approx(float(r["probability"]), abs=1e-4)
+    copy = digits_run.save(digits_run.directory.parent / "copy")
+    assert graft.predict(copy, [rows[0]["item"]])[0].label == rows[0]["predicted"]
+
+
+def test_raw_bytes_in_labels_out(digits_run, digits_dir):
+    import tensorflow as tf
+
+    model = graft.load(digits_run.module_dir)
+    files = sorted((digits_dir / "7").glob("*.png"))[:3]
+    probs = model.predict(tf.constant([f.read_bytes() for f in files]), verbose=0)
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    labels = model.graft_manifest.labels
+    assert [labels[i] for i in probs.argmax(1)].count("7") >= 2
+
+
+def test_run_evaluate_matches_training_report(digits_run, tmp_path):
+    report = digits_run.evaluate(out=tmp_path / "eval")
+    assert report.accuracy == pytest.approx(digits_run.metrics["accuracy"], abs=1e-9)
+    assert (tmp_path / "eval" / "report.html").is_file()
+
+
+def test_cli_evaluate_and_predict(digits_run, digits_dir, tmp_path):
+    env = {**os.environ, "GRAFT_HOME": str(tmp_path / "home")}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graft.cli.main",
+            "evaluate",
+            str(digits_run.module_dir),
+            str(digits_dir),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["examples"] == 1797 and metrics["accuracy"] > 0.9
+    assert "report.html" in out.stdout
+    files = [str(digits_dir / "3" / "0003.png"), str(digits_dir / "0" / "0000.png")]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graft.cli.main",
+            "predict",
+            str(digits_run.module_dir),
+            *files,
+            "--top-k",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["input"] for line in lines] == files
+    assert all(line["label"] in [str(i) for i in range(10)] for line in lines)
+    assert all(len(line["top_k"]) == 2 for line in lines)
+
+
+def test_report_renders_in_chromium(digits_run, tmp_path):
+    from tests.browser import chromium, dump_dom, screenshot
+
+    browser = chromium()
+    html = digits_run.directory / "report.html"
+    dom = dump_dom(browser, html, tmp_path)
+    assert f"{digits_run.metrics['accuracy'] * 100:.2f}%" in dom
+    assert dom.count('src="data:image/png;base64,') >= 2 + 1  # plots + thumbnails
+    shot = screenshot(browser, html, tmp_path / "report.png")
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 10  # a rendered page, not a blank one
+
+
+def test_corrupt_images_are_skipped_and_reported(
+    _shared_zoo_home, digits_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GRAFT_HOME", str(_shared_zoo_home))
+    data = tmp_path / "digits"
+    for label in ("0", "1", "2"):
+        shutil.copytree(digits_dir / label, data / label)
+    (data / "1" / "zz_truncated.png").write_bytes((data / "1" / "0001.png").read_bytes()[:30])
+    (data / "2" / "zz_text.jpg").write_text("not a picture")
+    run = graft.train(data, out=tmp_path / "run", epochs=3)
+    assert sorted(Path(s.item).name for s in run.skipped) == ["zz_text.jpg", "zz_truncated.png"]
+    assert run.metrics["skipped"] == 2
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "zz_truncated.png" in html and "zz_text.jpg" in html
+    assert run.metrics["accuracy"] > 0.9
+
+
+def test_text_classifier_on_minilm(_shared_zoo_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_HOME", str(_shared_zoo_home))
+    topics = {
+        "sport": [
+            "The striker scored twice in the final",
+            "Our team won the league title",
+            "The marathon runner broke the record",
+            "The tennis match went to five sets",
+            "The coach praised the defenders",
+            "Fans cheered as the goal went in",
+            "She swam the fastest lap of her career",
+            "The referee showed a red card",
+        ],
+        "cooking": [
+            "Simmer the sauce for ten minutes",
+            "Knead the dough until smooth",
+            "Season the soup with salt and pepper",
+            "Roast the vegetables in the oven",
+            "Whisk the eggs with sugar",
+            "Chop the onions finely",
+            "Bake the cake at 180 degrees",
+            "Fry the garlic in olive oil",
+        ],
+        "weather": [
+            "Heavy rain is expected tomorrow",
+            "A cold front brings snow overnight",
+            "Sunny skies and warm temperatures today",
+            "Strong winds will ease by noon",
+            "Fog will clear later this morning",
+            "Thunderstorms are likely this evening",
+            "Temperatures drop below freezing tonight",
+            "A heatwave hits the region",
+        ],
+    }
+    path = tmp_path / "topics.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sentence", "topic"])
+        for topic, texts in topics.items():
+            writer.writerows([t, topic] for t in texts)
+    splits = graft.data.from_csv(
+        path, text_column="sentence", label_column="topic", val_fraction=0.125, test_fraction=0.25
+    )
+    run = graft.train(splits, "minilm_l6.sentence", out=tmp_path / "run", epochs=30, lr=1e-2)
+    assert run.kind == "text" and run.metrics["accuracy"] >= 0.8
+    new = ["The goalkeeper saved a penalty", "Stir the risotto slowly", "Snow is falling"]
+    assert [p.label for p in run.predict(new)] == ["sport", "cooking", "weather"]
+    manifest = graft.module.verify(run.module_dir)
+    assert manifest.task == "text-classifier" and manifest.labels == ("cooking", "sport", "weather")
+
+
+def test_fine_tuning_changes_only_top_blocks(tmp_path):
+    """Stage 2 on the tiny test backbone: top block weights move, the rest and BN stay."""
+    from PIL import Image
+
+    from tests import _tiny_zoo  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    for label, brightness in (("dark", 40), ("light", 210)):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(brightness, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "d" / label / f"{i}.png")
+    base = graft.load("tiny_cnn.test")
+    before = {w.path: w.numpy().copy() for w in base.weights}
+    run = graft.train(
+        tmp_path / "d",
+        "tiny_cnn.test",
+        out=tmp_path / "run",
+        epochs=3,
+        fine_tune_blocks=1,
+        fine_tune_epochs=2,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
+    assert len(run.history["finetune"]["loss"]) == 2
+    tuned = graft.load(run.module_dir).get_layer("tiny_cnn")
+    after = {w.path: w.numpy() for w in tuned.weights}
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert changed == {"top_conv/kernel", "top_conv/bias"}
+    assert (run.directory / "checkpoints" / "finetune_best.weights.h5").is_file()
+
+
+def _state(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp_path):
+    env = {**os.environ, "GRAFT_HOME": str(_shared_zoo_home)}
+    args = [sys.executable, "-m", "graft.cli.main", "train", str(digits_dir), "--epochs", "40"]
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    proc = subprocess.Popen(
+        [*args, "--out", str(killed)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    while _state(killed).get("head", {}).get("epochs_done", 0) < 5:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = _state(killed)["head"]["epochs_done"]
+    assert 5 <= done_at_kill < 40 and not (killed / "module").exists()
+    resumed = subprocess.run(
+        [*args, "--out", str(killed), "--resume"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(
+        [*args, "--out", str(full)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    h_killed = _state(killed)["head"]["history"]
+    h_full = _state(full)["head"]["history"]
+    assert len(h_killed["loss"]) == 40
+    np.testing.assert_allclose(h_killed["val_loss"], h_full["val_loss"], rtol=1e-6)
+    m1 = json.loads((killed / "metrics.json").read_text())
+    m2 = json.loads((full / "metrics.json").read_text())
+    assert m1["accuracy"] == m2["accuracy"] and m1["confusion_matrix"] == m2["confusion_matrix"]
+
+
+def test_existing_run_folder_needs_resume(digits_run, digits_dir):
+    with pytest.raises(ModuleExistsError, match=r"already holds a run.*--resume"):
+        graft.train(digits_dir, out=digits_run.directory)
+
+
+def test_resume_with_other_settings_is_refused(digits_run, digits_dir):
+    with pytest.raises(InvalidArgumentError, match=r"differ from the saved config.*'epochs': 3"):
+        graft.train(digits_dir, out=digits_run.directory, resume=True, epochs=3)
+
+
+def test_resume_needs_a_run(tmp_path, digits_dir):
+    with pytest.raises(InvalidArgumentError, match=r"Nothing to resume"):
+        graft.train(digits_dir, out=tmp_path / "new", resume=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"model": "efficientnet_lite0.imagenet_classifier"}, r"is a image-classifier model"),
+        ({"epochs": 0}, r"epochs must be at least 1.*Received: epochs=0"),
+        ({"learning_rate": 1.0}, r"Unknown setting\(s\) \['learning_rate'\]"),
+        ({"dropout": 1.5}, r"dropout and label_smoothing must be in \[0, 1\)"),
+    ],
+)
+def test_bad_settings(zoo_home, digits_dir, tmp_path, kwargs, pattern):
+    with pytest.raises(InvalidArgumentError, match=pattern):
+        graft.train(digits_dir, out=tmp_path / "r", **kwargs)
+    assert not (tmp_path / "r").exists()
+
+
+def test_text_data_with_image_backbone(zoo_home, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f"x{i},{'ab'[i % 2]}\n" for i in range(20)))
+    with pytest.raises(InvalidArgumentError, match=r"takes image input but the data is text"):
+        graft.train(path, out=tmp_path / "r")

@@ -29,7 +29,16 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["models", "--help"], ["models", "list"], ["models", "info", "x.y"]]
+    "args",
+    [
+        ["--help"],
+        ["models", "--help"],
+        ["models", "list"],
+        ["models", "info", "x.y"],
+        ["train", "--help"],
+        ["evaluate", "--help"],
+        ["predict", "--help"],
+    ],
 )
 def test_cli_does_not_import_tensorflow(args):
     code = (
@@ -48,9 +57,12 @@ def test_cli_does_not_import_tensorflow(args):
 def test_help_lists_commands_with_examples():
     result = run("--help")
     assert result.returncode == 0
-    assert "models" in result.stdout and "Example" in result.stdout
+    for command in ("models", "train", "evaluate", "predict"):
+        assert command in result.stdout
+    assert "Example" in result.stdout
     sub = run("models", "list", "--help")
     assert "Example: graft models list" in sub.stdout
+    assert "Example: graft train" in run("train", "--help").stdout
 
 
 def test_version():

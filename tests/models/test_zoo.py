@@ -124,6 +124,19 @@ def test_set_trainable_top_groups():
         graft.models.set_trainable(model, groups, top_groups=4)
 
 
+def test_set_trainable_layers_counts_weighted_layers():
+    from graft.models.transfer import set_trainable_layers
+
+    model = graft.load("tiny_cnn.test")
+    set_trainable_layers(model, 2)  # stem_bn is not counted
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"block1a_conv", "top_conv"}
+    set_trainable_layers(model, 3)
+    assert "stem_conv/kernel" in {w.path for w in model.trainable_weights}
+    assert not any(w.path.startswith("stem_bn") for w in model.trainable_weights)
+    with pytest.raises(InvalidArgumentError, match=r"between 0 and 3.*Received: top_layers=9"):
+        set_trainable_layers(model, 9)
+
+
 def test_create_with_new_head():
     model = graft.models.create("tiny_cnn.test", num_classes=4)
     assert model.output_shape == (None, 4)

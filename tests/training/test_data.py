@@ -35,7 +35,8 @@ FORMATS = [
 ]
 
 
-def write_mixed_folder(root, classes=("cat", "dog"), per_class=len(FORMATS)):
+def write_mixed_folder(root, classes=("cat", "dog"), per_class: int | None = None):
+    per_class = per_class or len(FORMATS)
     for c, name in enumerate(classes):
         folder = root / name
         folder.mkdir(parents=True)

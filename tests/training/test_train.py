@@ -325,6 +325,8 @@ def test_resume_needs_a_run(tmp_path, digits_dir):
         ({"epochs": 0}, r"epochs must be at least 1.*Received: epochs=0"),
         ({"learning_rate": 1.0}, r"Unknown setting\(s\) \['learning_rate'\]"),
         ({"dropout": 1.5}, r"dropout and label_smoothing must be in \[0, 1\)"),
+        ({"fine_tune_blocks": 1, "fine_tune_layers": 4}, r"not both"),
+        ({"fine_tune_blocks": 99}, r"has 18 blocks \(stem, block1a.*fine_tune_blocks=99"),
     ],
 )
 def test_bad_settings(zoo_home, digits_dir, tmp_path, kwargs, pattern):

@@ -29,6 +29,9 @@ def train(
     fine_tune_blocks: Annotated[
         int, typer.Option(help="Unfreeze this many top blocks and fine-tune end to end.")
     ] = 0,
+    fine_tune_layers: Annotated[
+        int, typer.Option(help="Or: unfreeze this many top weighted layers (not BatchNorm).")
+    ] = 0,
     fine_tune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Head learning rate.")] = 1e-2,
@@ -90,6 +93,7 @@ def train(
             progress=progress,
             epochs=epochs,
             fine_tune_blocks=fine_tune_blocks,
+            fine_tune_layers=fine_tune_layers,
             fine_tune_epochs=fine_tune_epochs,
             batch_size=batch_size,
             lr=lr,

@@ -109,3 +109,38 @@ def set_trainable(
         _set(_find(model, name), name in unfrozen)
     _freeze_ungrouped(model, "", frozen | unfrozen, set(extra_trainable))
     return len(model.trainable_weights)
+
+
+def set_trainable_layers(model: keras.Model, top_layers: int) -> int:
+    """Freezes the model, then unfreezes its last ``top_layers`` weighted layers.
+
+    Counts leaf layers that own weights, in order, nested models included; BatchNormalization
+    is never counted and stays frozen (the Keras tutorials' ``fine_tune_at``).
+
+    Returns:
+        The number of trainable weights.
+
+    Raises:
+        InvalidArgumentError: ``top_layers`` is negative or more than the weighted layers.
+    """
+    import keras
+
+    leaves = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if layer.weights
+        and not list(layer._flatten_layers(include_self=False, recursive=False))
+        and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not 0 <= top_layers <= len(leaves):
+        raise InvalidArgumentError(
+            f"top_layers must be between 0 and {len(leaves)} (the weighted layers other than "
+            f"BatchNormalization). {received(top_layers=top_layers)}"
+        )
+    model.trainable = True
+    for i, layer in enumerate(leaves):
+        layer.trainable = i >= len(leaves) - top_layers
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return len(model.trainable_weights)

@@ -39,6 +39,7 @@ class TrainConfig:
     hidden_units: int = 0
     label_smoothing: float = 0.1
     fine_tune_blocks: int = 0
+    fine_tune_layers: int = 0
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-4
     patience: int = 3
@@ -54,7 +55,14 @@ class TrainConfig:
                 raise InvalidArgumentError(
                     f"{name} must be at least 1. {received(**{name: getattr(self, name)})}"
                 )
-        for name in ("fine_tune_blocks", "fine_tune_epochs", "hidden_units"):
+        if self.fine_tune_blocks and self.fine_tune_layers:
+            both = received(
+                fine_tune_blocks=self.fine_tune_blocks, fine_tune_layers=self.fine_tune_layers
+            )
+            raise InvalidArgumentError(
+                f"Give fine_tune_blocks or fine_tune_layers, not both. {both}"
+            )
+        for name in ("fine_tune_blocks", "fine_tune_layers", "fine_tune_epochs", "hidden_units"):
             if getattr(self, name) < 0:
                 raise InvalidArgumentError(
                     f"{name} must be 0 or more. {received(**{name: getattr(self, name)})}"
@@ -229,6 +237,13 @@ def train(
             f"{config.model} is a {backbone_manifest.task} model; training needs a backbone "
             "whose task is image-feature-vector or text-embedding (for an ImageNet classifier "
             f"use its .imagenet entry). {received(model=config.model)}"
+        )
+    if config.fine_tune_blocks > len(backbone_manifest.groups):
+        blocks = ", ".join(g.name for g in backbone_manifest.groups)
+        raise InvalidArgumentError(
+            f"{config.model} has {len(backbone_manifest.groups)} blocks ({blocks}); "
+            f"fine_tune_blocks must be at most that. "
+            f"{received(fine_tune_blocks=config.fine_tune_blocks)}"
         )
     out = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     _prepare_run_dir(out, resume, config)

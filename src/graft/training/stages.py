@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from graft.data.dataset import DataSplits, Skipped
-from graft.errors import InvalidArgumentError, received
 from graft.training.loop import run_stage, write_json
 from graft.training.run import FEATURE_TASKS, Run, TrainConfig, _module_name, _onehot
 
@@ -36,7 +35,7 @@ def fit_all(
     progress: Callable[[str, int, int], None] | None,
 ) -> Run:
     from graft.evaluation.report import write_report
-    from graft.models.transfer import set_trainable
+    from graft.models.transfer import set_trainable, set_trainable_layers
     from graft.module.io import load, save
     from graft.module.manifest import InputSpec, Manifest, OutputSpec, Provenance
     from graft.training.assemble import serving_model, tuning_model
@@ -109,16 +108,12 @@ def fit_all(
 
     # Stage 2 (optional): fine-tune the top blocks end to end.
     backbone = backbone_loaded.model
-    if config.fine_tune_blocks:
-        if config.fine_tune_blocks > len(bm.groups):
-            blocks = ", ".join(g.name for g in bm.groups)
-            raise InvalidArgumentError(
-                f"{config.model} has {len(bm.groups)} blocks ({blocks}); "
-                f"fine_tune_blocks must be at most that. "
-                f"{received(fine_tune_blocks=config.fine_tune_blocks)}"
-            )
+    if config.fine_tune_blocks or config.fine_tune_layers:
         start = time.perf_counter()
-        set_trainable(backbone, bm.groups, top_groups=config.fine_tune_blocks)
+        if config.fine_tune_blocks:
+            set_trainable(backbone, bm.groups, top_groups=config.fine_tune_blocks)
+        else:
+            set_trainable_layers(backbone, config.fine_tune_layers)
         tune = tuning_model(backbone, head, kind, size)
         compile_classifier(tune, config.fine_tune_lr, config.label_smoothing)
         inputs = {

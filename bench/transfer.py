@@ -101,6 +101,27 @@ def child_keras_extract(work: Path) -> dict:
     }
 
 
+def child_keras_extract_array(work: Path) -> dict:
+    """The other common way: decode everything into one array, then predict(batch_size=32)."""
+    import graft
+    from graft.data.images import load_images
+
+    s = _splits(work)
+    files = s["train"]["items"] + s["val"]["items"] + s["test"]["items"]
+    model = graft.load(MODEL)
+    start = time.perf_counter()
+    images = load_images(files, (224, 224))
+    features = model.predict(images, batch_size=32, verbose=0)
+    seconds = time.perf_counter() - start
+    return {
+        "images": len(files),
+        "seconds": seconds,
+        "images_per_s": len(files) / seconds,
+        "dim": int(features.shape[1]),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
 def child_graft_train(work: Path) -> dict:
     import graft
     from graft.data.dataset import DataSplits, LabeledData
@@ -153,7 +174,11 @@ def child_seed_train(work: Path) -> dict:
     train = _tf_dataset(s["train"]["items"], s["train"]["labels"], 10, 32, shuffle_seed=0)
     val = _tf_dataset(s["val"]["items"], s["val"]["labels"], 10, 32)
     test = _tf_dataset(s["test"]["items"], s["test"]["labels"], 10, 32)
-    model.fit(train, validation_data=val, epochs=EPOCHS, verbose=0)
+    # Keep the best validation epoch, as graft does, so the accuracies compare like for like.
+    best = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", patience=EPOCHS, restore_best_weights=True
+    )
+    model.fit(train, validation_data=val, epochs=EPOCHS, verbose=0, callbacks=[best])
     probs = model.predict(test, verbose=0)
     accuracy = float((probs.argmax(1) == np.asarray(s["test"]["labels"])).mean())
     seconds = time.perf_counter() - start
@@ -163,6 +188,7 @@ def child_seed_train(work: Path) -> dict:
 CHILDREN = {
     "graft-extract": child_graft_extract,
     "keras-extract": child_keras_extract,
+    "keras-extract-array": child_keras_extract_array,
     "graft-train": child_graft_train,
     "seed-train": child_seed_train,
 }
@@ -242,7 +268,7 @@ def main() -> None:
     FeatureExtractor(graft.models.materialize(MODEL)).tflite_path()
     conversion = time.perf_counter() - start
     results = {}
-    for name in ("graft-extract", "keras-extract"):
+    for name in ("graft-extract", "keras-extract", "keras-extract-array"):
         shutil.rmtree(home / "features", ignore_errors=True)
         results[name] = _run_child(name, work, home)
         print(name, results[name], flush=True)
@@ -252,6 +278,7 @@ def main() -> None:
         results[name] = _run_child(name, work, home)
         print(name, results[name], flush=True)
     g, k = results["graft-extract"], results["keras-extract"]
+    ka = results["keras-extract-array"]
     gt, st = results["graft-train"], results["seed-train"]
     speed_extract = g["images_per_s"] / k["images_per_s"]
     speed_train = st["seconds"] / gt["seconds"]
@@ -264,10 +291,11 @@ Data: scikit-learn digits, {len(splits.train)} train / {len(splits.val)} validat
 
 | measure | graft | baseline | ratio | target |
 |---|---|---|---|---|
-| feature extraction, files -> vectors (images/s) | {g["images_per_s"]:.1f} (TFLite/XNNPACK) | {k["images_per_s"]:.1f} (Keras `model.predict`) | **{speed_extract:.2f}x** | >= 3x |
-| 10 head epochs, files -> evaluated model (s) | {gt["seconds"]:.1f} | {st["seconds"]:.1f} (Sequential + fit, base recomputed each epoch) | **{speed_train:.1f}x** | >= 8x |
+| feature extraction, files -> vectors (images/s) | {g["images_per_s"]:.1f} (TFLite/XNNPACK) | {k["images_per_s"]:.1f} (Keras `model.predict` on a prefetching tf.data pipeline) | **{speed_extract:.2f}x** | >= 3x |
+| the same, baseline decoding into one array first | {g["images_per_s"]:.1f} | {ka["images_per_s"]:.1f} (decode all, then `model.predict(array, batch_size=32)`) | **{g["images_per_s"] / ka["images_per_s"]:.2f}x** | >= 3x |
+| 10 head epochs, files -> evaluated model (s) | {gt["seconds"]:.1f} | {st["seconds"]:.1f} (Sequential + fit, base recomputed each epoch, best epoch kept) | **{speed_train:.1f}x** | >= 8x |
 | test accuracy after 10 epochs | {gt["test_accuracy"]:.4f} | {st["test_accuracy"]:.4f} | {gap:.1f} points apart | +-1 point |
-| peak RSS, extraction (MB) | {g["peak_rss_mb"]:.0f} | {k["peak_rss_mb"]:.0f} | | |
+| peak RSS, extraction (MB) | {g["peak_rss_mb"]:.0f} | {k["peak_rss_mb"]:.0f} (array: {ka["peak_rss_mb"]:.0f}) | | |
 | peak RSS, training (MB) | {gt["peak_rss_mb"]:.0f} | {st["peak_rss_mb"]:.0f} | | |
 
 graft's training time is from a cold cache: it includes the one-time TFLite conversion

@@ -34,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 MODEL = "efficientnet_lite0.imagenet"
 EPOCHS = 10
+REPEATS = 3
 
 
 def _peak_rss_mb() -> float:
@@ -268,10 +269,20 @@ def main() -> None:
     FeatureExtractor(graft.models.materialize(MODEL)).tflite_path()
     conversion = time.perf_counter() - start
     results = {}
-    for name in ("graft-extract", "keras-extract", "keras-extract-array"):
-        shutil.rmtree(home / "features", ignore_errors=True)
-        results[name] = _run_child(name, work, home)
-        print(name, results[name], flush=True)
+    runs: dict[str, list[dict]] = {}
+    # Throughput on a shared 2-core VM varies run to run: alternate the variants, REPEATS
+    # times each, and report the median (and the range) of images/s.
+    for _ in range(REPEATS):
+        for name in ("graft-extract", "keras-extract", "keras-extract-array"):
+            shutil.rmtree(home / "features", ignore_errors=True)
+            runs.setdefault(name, []).append(_run_child(name, work, home))
+            print(name, runs[name][-1], flush=True)
+    for name, measured in runs.items():
+        rates = sorted(r["images_per_s"] for r in measured)
+        results[name] = {
+            **sorted(measured, key=lambda r: r["images_per_s"])[len(rates) // 2],
+            "range": f"{rates[0]:.0f}-{rates[-1]:.0f}",
+        }
     for name in ("graft-train", "seed-train"):
         shutil.rmtree(home / "features", ignore_errors=True)
         shutil.rmtree(home / "engines", ignore_errors=True)  # cold: graft converts again
@@ -291,8 +302,8 @@ Data: scikit-learn digits, {len(splits.train)} train / {len(splits.val)} validat
 
 | measure | graft | baseline | ratio | target |
 |---|---|---|---|---|
-| feature extraction, files -> vectors (images/s) | {g["images_per_s"]:.1f} (TFLite/XNNPACK) | {k["images_per_s"]:.1f} (Keras `model.predict` on a prefetching tf.data pipeline) | **{speed_extract:.2f}x** | >= 3x |
-| the same, baseline decoding into one array first | {g["images_per_s"]:.1f} | {ka["images_per_s"]:.1f} (decode all, then `model.predict(array, batch_size=32)`) | **{g["images_per_s"] / ka["images_per_s"]:.2f}x** | >= 3x |
+| feature extraction, files -> vectors (images/s, median of {REPEATS}) | {g["images_per_s"]:.1f} ({g["range"]}; TFLite/XNNPACK) | {k["images_per_s"]:.1f} ({k["range"]}; Keras `model.predict` on a prefetching tf.data pipeline) | **{speed_extract:.2f}x** | >= 3x |
+| the same, baseline decoding into one array first | {g["images_per_s"]:.1f} | {ka["images_per_s"]:.1f} ({ka["range"]}; decode all, then `model.predict(array, batch_size=32)`) | **{g["images_per_s"] / ka["images_per_s"]:.2f}x** | >= 3x |
 | 10 head epochs, files -> evaluated model (s) | {gt["seconds"]:.1f} | {st["seconds"]:.1f} (Sequential + fit, base recomputed each epoch, best epoch kept) | **{speed_train:.1f}x** | >= 8x |
 | test accuracy after 10 epochs | {gt["test_accuracy"]:.4f} | {st["test_accuracy"]:.4f} | {gap:.1f} points apart | +-1 point |
 | peak RSS, extraction (MB) | {g["peak_rss_mb"]:.0f} | {k["peak_rss_mb"]:.0f} (array: {ka["peak_rss_mb"]:.0f}) | | |

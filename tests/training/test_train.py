@@ -281,6 +281,7 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
     proc.wait()
     done_at_kill = _state(killed)["head"]["epochs_done"]
     assert 5 <= done_at_kill < 40 and not (killed / "module").exists()
+    (killed / "checkpoints" / ".0123abcd.head_last.keras").write_bytes(b"half-written")
     resumed = subprocess.run(
         [*args, "--out", str(killed), "--resume"],
         cwd=ROOT,
@@ -290,6 +291,7 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
         timeout=900,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not [p for p in killed.rglob(".*") if p.is_file()]
     straight = subprocess.run(
         [*args, "--out", str(full)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )

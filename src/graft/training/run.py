@@ -167,6 +167,9 @@ def _prepare_run_dir(out: Path, resume: bool, config: TrainConfig) -> None:
                 f"Nothing to resume in {out}: it has no config.json from an earlier run. "
                 f"{received(out=str(out))}"
             )
+        for leftover in out.rglob(".*"):  # temp files of a write the kill interrupted
+            if leftover.is_file():
+                leftover.unlink()
         saved = TrainConfig(**json.loads((out / "config.json").read_text()))
         if saved != config:
             diff = {k: v for k, v in asdict(config).items() if asdict(saved)[k] != v}

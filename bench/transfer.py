@@ -62,16 +62,14 @@ def _tf_dataset(files, labels, n_classes, batch, shuffle_seed=None):
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
-def child_graft_extract(work: Path) -> dict:
-    import graft
-    from graft.training.features import FeatureExtractor
-
+def _all_files(work: Path) -> list[str]:
     s = _splits(work)
-    files = s["train"]["items"] + s["val"]["items"] + s["test"]["items"]
-    fx = FeatureExtractor(graft.models.materialize(MODEL))
-    fx.tflite_path()  # conversion is a one-time cost, timed separately in setup
+    return s["train"]["items"] + s["val"]["items"] + s["test"]["items"]
+
+
+def _timed_extraction(files: list[str], extract) -> dict:
     start = time.perf_counter()
-    features = fx(files)
+    features = extract()
     seconds = time.perf_counter() - start
     return {
         "images": len(files),
@@ -80,26 +78,25 @@ def child_graft_extract(work: Path) -> dict:
         "dim": int(features.shape[1]),
         "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def child_graft_extract(work: Path) -> dict:
+    import graft
+    from graft.training.features import FeatureExtractor
+
+    files = _all_files(work)
+    fx = FeatureExtractor(graft.models.materialize(MODEL))
+    fx.tflite_path()  # conversion is a one-time cost, timed separately in setup
+    return _timed_extraction(files, lambda: fx(files))
 
 
 def child_keras_extract(work: Path) -> dict:
     import graft
 
-    s = _splits(work)
-    files = s["train"]["items"] + s["val"]["items"] + s["test"]["items"]
-    labels = s["train"]["labels"] + s["val"]["labels"] + s["test"]["labels"]
+    files = _all_files(work)
     model = graft.load(MODEL)
-    ds = _tf_dataset(files, labels, 10, 32).map(lambda x, y: x)
-    start = time.perf_counter()
-    features = model.predict(ds, verbose=0)
-    seconds = time.perf_counter() - start
-    return {
-        "images": len(files),
-        "seconds": seconds,
-        "images_per_s": len(files) / seconds,
-        "dim": int(features.shape[1]),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    ds = _tf_dataset(files, [0] * len(files), 10, 32).map(lambda x, y: x)
+    return _timed_extraction(files, lambda: model.predict(ds, verbose=0))
 
 
 def child_keras_extract_array(work: Path) -> dict:
@@ -107,20 +104,11 @@ def child_keras_extract_array(work: Path) -> dict:
     import graft
     from graft.data.images import load_images
 
-    s = _splits(work)
-    files = s["train"]["items"] + s["val"]["items"] + s["test"]["items"]
+    files = _all_files(work)
     model = graft.load(MODEL)
-    start = time.perf_counter()
-    images = load_images(files, (224, 224))
-    features = model.predict(images, batch_size=32, verbose=0)
-    seconds = time.perf_counter() - start
-    return {
-        "images": len(files),
-        "seconds": seconds,
-        "images_per_s": len(files) / seconds,
-        "dim": int(features.shape[1]),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return _timed_extraction(
+        files, lambda: model.predict(load_images(files, (224, 224)), batch_size=32, verbose=0)
+    )
 
 
 def child_graft_train(work: Path) -> dict:
@@ -255,11 +243,7 @@ def main() -> None:
                 "source": str(data),
                 **{
                     n: {"items": list(p.items), "labels": list(p.labels)}
-                    for n, p in (
-                        ("train", splits.train),
-                        ("val", splits.val),
-                        ("test", splits.test),
-                    )
+                    for n, p in splits.named().items()
                 },
             }
         )

@@ -90,48 +90,27 @@ def test_run_evaluate_matches_training_report(digits_run, tmp_path):
     assert (tmp_path / "eval" / "report.html").is_file()
 
 
-def test_cli_evaluate_and_predict(digits_run, digits_dir, tmp_path):
-    env = {**os.environ, "GRAFT_HOME": str(tmp_path / "home")}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "graft.cli.main",
-            "evaluate",
-            str(digits_run.module_dir),
-            str(digits_dir),
-            "--out",
-            str(tmp_path / "ev"),
-        ],
+def _graft_cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "graft.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env,
-        timeout=600,
+        env={**os.environ, "GRAFT_HOME": str(home)},
+        timeout=900,
     )
+
+
+def test_cli_evaluate_and_predict(digits_run, digits_dir, tmp_path):
+    home = tmp_path / "home"
+    module = str(digits_run.module_dir)
+    out = _graft_cli("evaluate", module, str(digits_dir), "--out", str(tmp_path / "ev"), home=home)
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["examples"] == 1797 and metrics["accuracy"] > 0.9
     assert "report.html" in out.stdout
     files = [str(digits_dir / "3" / "0003.png"), str(digits_dir / "0" / "0000.png")]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "graft.cli.main",
-            "predict",
-            str(digits_run.module_dir),
-            *files,
-            "--top-k",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=600,
-    )
+    out = _graft_cli("predict", module, *files, "--top-k", "2", "--json", home=home)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["input"] for line in lines] == files

@@ -64,6 +64,10 @@ class DataSplits:
     test: LabeledData
     skipped: tuple[Skipped, ...] = field(default=())
 
+    def named(self) -> dict[str, LabeledData]:
+        """``{"train": ..., "val": ..., "test": ...}``."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
     @property
     def kind(self) -> str:
         return self.train.kind

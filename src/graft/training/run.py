@@ -276,11 +276,7 @@ def train(
                 "skipped": [asdict(s) for s in skipped],
                 **{
                     name: {"items": list(part.items), "labels": list(part.labels)}
-                    for name, part in (
-                        ("train", splits.train),
-                        ("val", splits.val),
-                        ("test", splits.test),
-                    )
+                    for name, part in splits.named().items()
                 },
             },
         )

@@ -66,15 +66,11 @@ def fit_all(
         report("features", done[0], total)
 
     features = {
-        name: extractor(part.items, progress=count)
-        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+        name: extractor(part.items, progress=count) for name, part in splits.named().items()
     }
     timings["features_s"] = time.perf_counter() - start
     timings["features_runtime"] = extractor.runtime
-    y = {
-        name: _onehot(part.labels, n)
-        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-    }
+    y = {name: _onehot(part.labels, n) for name, part in splits.named().items()}
     start = time.perf_counter()
     import keras
 
@@ -116,10 +112,7 @@ def fit_all(
             set_trainable_layers(backbone, config.fine_tune_layers)
         tune = tuning_model(backbone, head, kind, size)
         compile_classifier(tune, config.fine_tune_lr, config.label_smoothing)
-        inputs = {
-            name: _read_inputs(kind, part.items)
-            for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-        }
+        inputs = {name: _read_inputs(kind, part.items) for name, part in splits.named().items()}
 
         def tune_epoch(epoch: int):
             augment = config.seed * 31 + epoch if config.augment and kind == "image" else None

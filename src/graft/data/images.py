@@ -33,6 +33,17 @@ def image_bytes(path: str | Path) -> bytes:
         return buffer.getvalue()
 
 
+def read_inputs(kind: str, items) -> list:
+    """Model inputs for examples: texts as they are, image files as decodable bytes (read in
+    parallel)."""
+    if kind == "text":
+        return list(items)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(image_bytes, items))
+
+
 def check_image(path: str | Path) -> str | None:
     """Returns why ``path`` cannot be used as an image (full decode), or ``None`` if it can."""
     from PIL import Image

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from graft.data.dataset import DataSplits, LabeledData
 from graft.errors import InvalidArgumentError, received
 
@@ -50,11 +48,9 @@ def evaluate(
         >>> evaluate("runs/digits/module", "data/digits").accuracy  # doctest: +SKIP
         0.95
     """
-    import tensorflow as tf
-
-    from graft.data.images import image_bytes
     from graft.evaluation.report import write_report
     from graft.module.io import load
+    from graft.training.run import predict_probs
 
     loaded = load(module_dir)
     manifest = loaded.manifest
@@ -80,15 +76,7 @@ def evaluate(
             f"{received(data=data.source)}"
         )
     y_true = [labels.index(data.class_names[i]) for i in data.labels]
-    probs = []
-    for start in range(0, len(data.items), 64):
-        chunk = data.items[start : start + 64]
-        if data.kind == "image":
-            batch = tf.constant([image_bytes(p) for p in chunk])
-        else:
-            batch = tf.constant(list(chunk))
-        probs.append(np.asarray(loaded.model.predict(batch, verbose=0, batch_size=32)))
-    probs_array = np.concatenate(probs) if probs else np.zeros((0, len(labels)))
+    probs_array = predict_probs(loaded.model, data.kind, data.items)
     out = Path(out or f"eval/{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     return write_report(
         out,

@@ -35,6 +35,7 @@ class FeatureExtractor:
         module_dir: the backbone module (feature-vector task).
         runtime: ``"auto"`` (TFLite for images, Keras for text), ``"tflite"`` or ``"keras"``.
         threads: interpreter threads (default: all cores).
+        model: the module's Keras model, if the caller has already loaded it.
 
     Example:
         >>> fx = FeatureExtractor(graft.models.materialize("efficientnet_lite0.imagenet"))
@@ -42,7 +43,13 @@ class FeatureExtractor:
         (2, 1280)
     """
 
-    def __init__(self, module_dir: str | Path, runtime: str = "auto", threads: int | None = None):
+    def __init__(
+        self,
+        module_dir: str | Path,
+        runtime: str = "auto",
+        threads: int | None = None,
+        model=None,
+    ):
         from graft.errors import InvalidArgumentError, received
         from graft.module.io import verify
 
@@ -61,7 +68,7 @@ class FeatureExtractor:
         size = self.manifest.inputs.size
         self.preprocess_key = _sha(f"{self.kind}|{size}|{self._decoder_version()}".encode())[:16]
         self.cache_dir = config.graft_home() / "features" / self.model_sha / self.preprocess_key
-        self._model = None
+        self._model = model
         self._interpreter = None
 
     def _decoder_version(self) -> str:
@@ -133,13 +140,10 @@ class FeatureExtractor:
     # -- extraction -------------------------------------------------------------------------
     def _read(self, items: Sequence[str]) -> tuple[list[str], list]:
         """Keys (sha256 of the example) and raw inputs (texts, or image bytes)."""
-        if self.kind == "text":
-            return [_sha(t.encode("utf-8")) for t in items], list(items)
-        from graft.data.images import image_bytes
+        from graft.data.images import read_inputs
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            blobs = list(pool.map(image_bytes, items))
-        return [_sha(b) for b in blobs], blobs
+        raw = read_inputs(self.kind, items)
+        return [_sha(r.encode("utf-8") if self.kind == "text" else r) for r in raw], raw
 
     def _prepare(self, raw: list):
         if self.kind == "text":

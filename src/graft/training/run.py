@@ -291,20 +291,31 @@ def train(
     return fit_all(out, config, splits, backbone_dir, skipped, progress)
 
 
-def predict(module_dir: str | Path, inputs: Sequence[str], top_k: int = 3) -> list[Prediction]:
-    """Runs a classifier module on image files or texts and returns label names."""
+def predict_probs(model, kind: str, items: Sequence[str], chunk: int = 64) -> np.ndarray:
+    """Runs a raw-input module model (image bytes or strings in) on files or texts."""
     import tensorflow as tf
 
-    from graft.data.images import image_bytes
+    from graft.data.images import read_inputs
+
+    probs = [
+        np.asarray(
+            model.predict(
+                tf.constant(read_inputs(kind, items[i : i + chunk])), verbose=0, batch_size=32
+            )
+        )
+        for i in range(0, len(items), chunk)
+    ]
+    return np.concatenate(probs) if probs else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def predict(module_dir: str | Path, inputs: Sequence[str], top_k: int = 3) -> list[Prediction]:
+    """Runs a classifier module on image files or texts and returns label names."""
     from graft.module.io import load
 
     loaded = load(module_dir)
     labels = loaded.manifest.labels or ()
-    if loaded.manifest.inputs.kind == "image":
-        batch = tf.constant([image_bytes(p) for p in inputs])
-    else:
-        batch = tf.constant(list(inputs))
-    probs = np.asarray(loaded.model.predict(batch, verbose=0, batch_size=32))
+    inputs = list(inputs)
+    probs = predict_probs(loaded.model, loaded.manifest.inputs.kind, inputs)
     k = max(1, min(top_k, probs.shape[1]))
     results = []
     for item, row in zip(inputs, probs, strict=True):

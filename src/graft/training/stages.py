@@ -15,17 +15,6 @@ from graft.training.loop import run_stage, write_json
 from graft.training.run import FEATURE_TASKS, Run, TrainConfig, _module_name, _onehot
 
 
-def _read_inputs(kind: str, items) -> list:
-    if kind == "text":
-        return list(items)
-    from concurrent.futures import ThreadPoolExecutor
-
-    from graft.data.images import image_bytes
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(image_bytes, items))
-
-
 def fit_all(
     out: Path,
     config: TrainConfig,
@@ -34,6 +23,7 @@ def fit_all(
     skipped: tuple[Skipped, ...],
     progress: Callable[[str, int, int], None] | None,
 ) -> Run:
+    from graft.data.images import read_inputs
     from graft.evaluation.report import write_report
     from graft.models.transfer import set_trainable, set_trainable_layers
     from graft.module.io import load, save
@@ -57,7 +47,7 @@ def fit_all(
 
     # Stage 1: features once, then the head.
     start = time.perf_counter()
-    extractor = FeatureExtractor(backbone_dir, runtime=config.runtime)
+    extractor = FeatureExtractor(backbone_dir, runtime=config.runtime, model=backbone_loaded.model)
     total = len(splits.train) + len(splits.val) + len(splits.test)
     done = [0]
 
@@ -112,7 +102,7 @@ def fit_all(
             set_trainable_layers(backbone, config.fine_tune_layers)
         tune = tuning_model(backbone, head, kind, size)
         compile_classifier(tune, config.fine_tune_lr, config.label_smoothing)
-        inputs = {name: _read_inputs(kind, part.items) for name, part in splits.named().items()}
+        inputs = {name: read_inputs(kind, part.items) for name, part in splits.named().items()}
 
         def tune_epoch(epoch: int):
             augment = config.seed * 31 + epoch if config.augment and kind == "image" else None

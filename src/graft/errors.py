@@ -52,6 +52,23 @@ class MissingDependencyError(GraftError, ImportError):
     """An optional package is needed for this feature."""
 
 
+class UnsafeArchiveError(GraftError, ValueError):
+    """A module archive is malformed, too large, or has members that could escape extraction
+    (absolute paths, ``..``, links, devices)."""
+
+
+class HubError(GraftError, ConnectionError):
+    """The hub could not be reached or answered with an error (the message carries its own)."""
+
+
+class AuthError(GraftError, PermissionError):
+    """The hub refused a write: the token is missing or wrong."""
+
+
+class ConflictError(GraftError, FileExistsError):
+    """The hub already holds that version; versions are immutable."""
+
+
 def received(**kwargs: object) -> str:
     """Formats the closing ``Received: name=value`` part of an error message.
 

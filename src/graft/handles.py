@@ -1,7 +1,8 @@
 """One resolver from a handle to a module directory on this machine.
 
-Accepted now: a zoo name ``arch.tag`` (materialised into the cache on first use) and a local
-module directory. The hub adds ``hub://`` and ``http(s)://`` handles here.
+Accepted: a zoo name ``arch.tag`` (materialised into the cache on first use), a hub handle
+``hub://host:port/name@ref``, an ``http(s)://`` archive URL (both downloaded into the cache by
+``graft.hub``) and a local module directory.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import os
 from pathlib import Path
 
 from graft.errors import ModelNotFoundError, received
+from graft.hub.names import HUB_SCHEMES
 from graft.models.registry import HANDLE_FORMS
-
-_SCHEMES = ("hub://", "http://", "https://")
 
 
 def is_zoo_name(handle: str | os.PathLike) -> bool:
@@ -38,10 +38,18 @@ def resolve(handle: str | os.PathLike) -> Path:
 
     text = os.fspath(handle)
     if not is_zoo_name(handle):
-        if text.startswith(_SCHEMES):
+        if text.startswith(HUB_SCHEMES):
+            from graft.hub.client import resolve as resolve_hub
+
+            return resolve_hub(text)
+        if text.startswith(("http://", "https://")):
+            from graft.hub.client import resolve_url
+
+            return resolve_url(text)
+        if "://" in text:
             raise ModelNotFoundError(
-                f"{text.split('://')[0]}:// handles need the graft hub, which this version does "
-                f"not include yet. A handle is {HANDLE_FORMS}. {received(handle=text)}"
+                f"Unknown scheme {text.split('://')[0]}://. A handle is {HANDLE_FORMS}. "
+                f"{received(handle=text)}"
             )
         path = Path(text).expanduser()
         if is_module_dir(path):

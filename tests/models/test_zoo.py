@@ -165,7 +165,7 @@ def test_local_directory_handle(tmp_path):
     "handle, pattern",
     [
         ("./does/not/exist", r"does not exist, so it is not a module directory"),
-        ("hub://localhost:8080/flowers@1", r"hub:// handles need the graft hub"),
+        ("ftp://localhost/flowers.tar", r"Unknown scheme ftp://"),
     ],
 )
 def test_bad_handles(handle, pattern):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from graft import __version__
-from graft.cli import models, train
+from graft.cli import cache, hub, models, train
 
 app = typer.Typer(
     name="graft",
@@ -15,6 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(hub.app, name="hub")
+app.add_typer(cache.app, name="cache")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)

@@ -24,7 +24,9 @@ _PRESET_MODULES = (
     "graft.models.keras_apps",
 )
 HANDLE_FORMS = (
-    "a zoo name 'arch.tag' (see `graft models list`), "
+    "a zoo name 'arch.tag' (see `graft models list`), a hub handle "
+    "'hub://host:port/name[@version|@label]' (hubs:// for HTTPS), an http(s):// URL of a module "
+    "archive (.tar, .tar.gz; '#sha256=<hex>' pins it), "
     "or a local module directory holding manifest.json and model.keras"
 )
 

@@ -47,10 +47,16 @@ def dump_dom(browser: str, page: Path, tmp: Path) -> str:
     return _run(browser, ["--dump-dom", page.resolve().as_uri()], tmp / "profile-dom")
 
 
-def screenshot(browser: str, page: Path, png: Path) -> Path:
+def dump_url(browser: str, url: str, tmp: Path) -> str:
+    """The DOM of a page served over HTTP, after Chromium has loaded it."""
+    return _run(browser, ["--dump-dom", url], tmp / "profile-url")
+
+
+def screenshot(browser: str, page: Path | str, png: Path) -> Path:
+    target = page if isinstance(page, str) else page.resolve().as_uri()
     _run(
         browser,
-        ["--window-size=1200,2400", f"--screenshot={png}", page.resolve().as_uri()],
+        ["--window-size=1200,2400", f"--screenshot={png}", target],
         png.parent / "profile-shot",
     )
     return png

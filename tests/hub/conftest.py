@@ -63,7 +63,9 @@ def fake_module(
 class HubServer:
     """``graft hub``'s app under uvicorn in a thread, optionally behind test middleware."""
 
-    def __init__(self, root: Path, wrap: Callable | None = None, storage=None) -> None:
+    def __init__(
+        self, root: Path, wrap: Callable | None = None, storage=None, max_upload_bytes=None
+    ) -> None:
         import uvicorn
 
         from graft.hub.server.app import create_app
@@ -71,7 +73,7 @@ class HubServer:
 
         self.root = root
         self.store = Store(root, storage)
-        self.app = create_app(self.store, [TOKEN])
+        self.app = create_app(self.store, [TOKEN], max_upload_bytes=max_upload_bytes)
         self.requests: list[tuple[str, str, dict]] = []
         self.delay = 0.0  # seconds to wait before each body chunk of a response
         asgi = wrap(self.app) if wrap else self.app

@@ -137,6 +137,11 @@ def check_members(tar: tarfile.TarFile, limits: Limits | None = None) -> dict[st
                     f"GRAFT_HUB_MAX_BYTES to change it). {received(bytes=total)}"
                 )
             files[name] = info
+        # tarfile stops quietly at a damaged or cut header; a whole archive ends in zero blocks.
+        tar.fileobj.seek(tar.offset)
+        end = tar.fileobj.read(2 * tarfile.BLOCKSIZE)
+        if len(end) < 2 * tarfile.BLOCKSIZE or end.strip(b"\0"):
+            raise tarfile.ReadError(f"no end-of-archive marker after byte {tar.offset}")
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, UnsafeArchiveError):
             raise

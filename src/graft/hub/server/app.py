@@ -141,9 +141,6 @@ def create_app(store: Store, tokens: list[str], *, max_upload_bytes: int | None 
         """One version: ``ref`` is a number, a label or ``latest``."""
         return _lookup(name, ref)
 
-    @app.api_route(
-        "/api/v1/modules/{name}/versions/{ref}/archive", methods=["GET", "HEAD"], tags=["modules"]
-    )
     async def get_archive(name: str, ref: str, request: Request):
         """The version's tar archive, with its sha256 as ETag; supports Range and If-Range."""
         record = _lookup(name, ref)
@@ -174,6 +171,13 @@ def create_app(store: Store, tokens: list[str], *, max_upload_bytes: int | None 
                 f"The range is outside the {size}-byte archive.",
                 {"Content-Range": f"bytes */{size}"},
             ) from None
+        stored = await run_in_threadpool(store.storage.size, blob_key(sha))
+        if stored != size:
+            raise ApiError(
+                500,
+                f"The archive of {name}@{record['version']} is missing or damaged in storage "
+                f"({stored} bytes; the record says {size}). Publish it again as a new version.",
+            )
         start, end = span or (0, size - 1)
         status = 206 if span else 200
         if span:
@@ -186,6 +190,16 @@ def create_app(store: Store, tokens: list[str], *, max_upload_bytes: int | None 
         chunks = store.storage.iter_range(blob_key(sha), start, end) if size else iter(())
         return StreamingResponse(
             iterate_in_threadpool(chunks), status, headers, media_type="application/x-tar"
+        )
+
+    archive_path = "/api/v1/modules/{name}/versions/{ref}/archive"
+    for method in ("GET", "HEAD"):
+        app.add_api_route(
+            archive_path,
+            get_archive,
+            methods=[method],
+            tags=["modules"],
+            operation_id=f"{method.lower()}_archive",
         )
 
     @app.post(

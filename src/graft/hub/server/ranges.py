@@ -36,9 +36,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable(spec)
         return max(size - count, 0), size - 1
     start = int(first)
+    if start >= size:
+        raise Unsatisfiable(spec)
     end = int(last) if last.isdigit() else size - 1
     if end < start:
         return None
-    if start >= size:
-        raise Unsatisfiable(spec)
     return start, min(end, size - 1)

@@ -109,6 +109,7 @@ class HubClient:
     def _check(self, response, what: str):
         if response.status_code < 400:
             return response
+        response.read()  # a streamed error answer is short
         try:
             detail = response.json().get("error", response.text)
         except ValueError:

@@ -51,3 +51,11 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """scikit-learn's 1,797 handwritten digits as an image folder (one subfolder per class)."""
+    from graft.data.samples import write_digits_folder
+
+    return write_digits_folder(tmp_path_factory.mktemp("data") / "digits")

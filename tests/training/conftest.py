@@ -6,13 +6,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def digits_dir(tmp_path_factory):
-    from graft.data.samples import write_digits_folder
-
-    return write_digits_folder(tmp_path_factory.mktemp("data") / "digits")
-
-
-@pytest.fixture(scope="session")
 def digits_run(_shared_zoo_home, digits_dir, tmp_path_factory):
     """One real run: efficientnet_lite0 features + head, 10 epochs, default settings."""
     import graft

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -31,6 +30,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_section  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 MODEL = "efficientnet_lite0.imagenet"
 EPOCHS = 10
@@ -197,34 +199,6 @@ def _run_child(name: str, work: Path, home: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import importlib.metadata as md
-
-    versions = ", ".join(f"{p} {md.version(p)}" for p in ("tensorflow", "keras", "ai-edge-litert"))
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, {versions}"
-    )
-
-
-def _write_results(section: str) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = "<!-- transfer:start -->", "<!-- transfer:end -->"
-    block = f"{start}\n{section}\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     import graft
     from graft.data import from_folder
@@ -280,7 +254,7 @@ def main() -> None:
     gap = abs(gt["test_accuracy"] - st["test_accuracy"]) * 100
     section = f"""## Transfer learning (`bench/transfer.py`, {time.strftime("%Y-%m-%d")})
 
-Machine: {_machine()}.
+Machine: {machine()}.
 Data: scikit-learn digits, {len(splits.train)} train / {len(splits.val)} validation /
 {len(splits.test)} test PNG files; backbone `{MODEL}`; batch 32.
 
@@ -298,7 +272,7 @@ graft's training time is from a cold cache: it includes the one-time TFLite conv
 {", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in gt["timings"].items())}. A second run
 on the same files reuses the cached features and skips both.
 """
-    _write_results(section)
+    write_section("transfer", section)
     print(section)
     shutil.rmtree(work, ignore_errors=True)
 

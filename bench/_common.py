@@ -1,0 +1,39 @@
+"""Shared by the benchmarks: the machine's description and the RESULTS.md sections."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine(packages: tuple[str, ...] = ("tensorflow", "keras", "ai-edge-litert")) -> str:
+    """CPU, cores, memory, OS, Python and the versions of ``packages``."""
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = ", ".join(f"{p} {md.version(p)}" for p in packages)
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}, {versions}"
+    )
+
+
+def write_section(name: str, section: str) -> None:
+    """Replaces (or appends) the block between ``<!-- name:start -->`` and ``<!-- name:end -->``
+    in bench/RESULTS.md."""
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{section}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)

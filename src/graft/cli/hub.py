@@ -188,7 +188,8 @@ def seed(
     label: Annotated[str, typer.Option(help="Label for each published entry.")] = "stable",
     token: Token = None,
 ) -> None:
-    """Publish the zoo's entries to a hub (those whose weights are on this machine).
+    """Publish the zoo's entries to a hub (those whose weights are on this machine), each
+    under its zoo name and zoo version, so seeding twice publishes nothing new.
 
     Example: graft hub seed --to localhost:8080 'efficientnet_lite*'
     """
@@ -207,7 +208,10 @@ def seed(
                 skipped += 1
                 continue
             try:
-                record = client.publish(path, spec.name, labels=(label,) if label else ())
+                version = int(spec.version) if spec.version.isdigit() else None
+                record = client.publish(
+                    path, spec.name, version=version, labels=(label,) if label else ()
+                )
             except ConflictError:
                 console.print(f"{spec.name}: already on the hub", highlight=False)
                 continue

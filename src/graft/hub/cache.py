@@ -17,12 +17,12 @@ import contextlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from graft import config
+from graft._atomic import write_bytes
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -40,7 +40,7 @@ def root() -> Path:
         tag = home / "CACHEDIR.TAG"
         if not tag.exists():
             with contextlib.suppress(OSError):
-                _write_atomic(tag, CACHEDIR_TAG.encode())
+                write_bytes(tag, CACHEDIR_TAG.encode())
     return hub
 
 
@@ -56,16 +56,6 @@ def ref_path(hub_key: str, name: str, ref: str) -> Path:
     return root() / "refs" / hub_key / name / f"{ref}.json"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclass(frozen=True)
 class Ref:
     """What a handle's version or label resolved to."""
@@ -77,7 +67,7 @@ class Ref:
     yanked: bool = False
 
     def save(self, path: Path) -> None:
-        _write_atomic(path, json.dumps(self.__dict__).encode())
+        write_bytes(path, json.dumps(self.__dict__).encode())
 
     @classmethod
     def read(cls, path: Path) -> Ref | None:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from graft import config
+from graft._atomic import copy_file
 from graft.errors import OfflineError, WeightsError, received
 
 CHUNK = 1 << 20
@@ -129,17 +130,9 @@ def fetch_weights(filename: str, url_path: str, expected_hash: str | None, what:
 
 def install_weights_file(source: Path, filename: str, expected_hash: str | None) -> Path:
     """Copies a user-supplied weights file into graft's cache after checking its hash."""
-    import shutil
-
     if not source.is_file():
         raise WeightsError(f"No such file: {source}. {received(weights_file=str(source))}")
     check_hash(source, expected_hash)
     target = downloads_dir() / filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    copy_file(source, target)
     return target

@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from graft._atomic import atomic_path, write_bytes
+
 
 def write_json(path: Path, data: Any) -> None:
     """Writes JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, indent=2, default=float), encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(path, json.dumps(data, indent=2, default=float).encode("utf-8"))
 
 
 @dataclass
@@ -53,12 +52,8 @@ class StageState:
 
 
 def _save_model(model, path: Path) -> None:
-    tmp = path.with_name(f".{uuid.uuid4().hex}.{path.name}")
-    try:
+    with atomic_path(path, "".join(path.suffixes)) as tmp:  # Keras checks the suffix
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def reseed_layers(model, seed: int) -> None:

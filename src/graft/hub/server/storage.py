@@ -9,12 +9,12 @@ a version immutable even with several servers on one bucket.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from graft._atomic import copy_file
 from graft.errors import InvalidArgumentError, MissingDependencyError, received
 
 CHUNK = 1 << 20
@@ -56,12 +56,7 @@ class LocalStorage:
         try:
             os.replace(path, target)
         except OSError:  # another file system: copy beside the target, then rename
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            copy_file(path, target)
 
     def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> bool:
         target = self._path(key)

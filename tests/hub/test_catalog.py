@@ -13,12 +13,25 @@ from tests.hub.conftest import fake_module
 
 def test_catalog_lists_searches_and_shows_a_module(hub, tmp_path):
     browser = chromium()
-    graft.hub.push(fake_module(tmp_path / "a", "digits", seed=1, metrics={"accuracy": 0.9}),
-                   hub.url, "digits")
-    graft.hub.push(fake_module(tmp_path / "b", "digits", seed=2, metrics={"accuracy": 0.933}),
-                   hub.url, "digits", labels=("stable",))
-    graft.hub.push(fake_module(tmp_path / "c", "reviews", task="text-classifier",
-                               description="movie <b>review</b> sentiment"), hub.url, "reviews")
+    graft.hub.push(
+        fake_module(tmp_path / "a", "digits", seed=1, metrics={"accuracy": 0.9}), hub.url, "digits"
+    )
+    graft.hub.push(
+        fake_module(tmp_path / "b", "digits", seed=2, metrics={"accuracy": 0.933}),
+        hub.url,
+        "digits",
+        labels=("stable",),
+    )
+    graft.hub.push(
+        fake_module(
+            tmp_path / "c",
+            "reviews",
+            task="text-classifier",
+            description="movie <b>review</b> sentiment",
+        ),
+        hub.url,
+        "reviews",
+    )
 
     index = dump_url(browser, f"{hub.url}/", tmp_path)
     assert 'id="count">2 modules' in index

@@ -25,9 +25,21 @@ def test_hub_serve_creates_a_private_token_and_serves(tmp_path, module_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAFT_HUB_TOKEN")}
     root = tmp_path / "hub"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graft.cli.main", "hub", "serve", "--root", str(root), "--port",
-         str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "graft.cli.main",
+            "hub",
+            "serve",
+            "--root",
+            str(root),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"

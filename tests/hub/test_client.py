@@ -39,8 +39,10 @@ def test_pull_fills_a_content_addressed_cache(hub, module_dir, graft_home):
     path = graft.hub.pull(f"hub://{hub.hostport}/digits@stable")
     assert path == graft_home / "hub" / "snapshots" / record["sha256"]
     assert (path / "model.keras").read_bytes() == (module_dir / "model.keras").read_bytes()
-    refs = sorted(p.relative_to(graft_home / "hub" / "refs").as_posix()
-                  for p in (graft_home / "hub" / "refs").rglob("*.json"))
+    refs = sorted(
+        p.relative_to(graft_home / "hub" / "refs").as_posix()
+        for p in (graft_home / "hub" / "refs").rglob("*.json")
+    )
     key = hub.hostport.replace(":", "%3A")
     assert refs == [f"{key}/digits/1.json", f"{key}/digits/stable.json"]
     assert (graft_home / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172")
@@ -78,8 +80,11 @@ def test_offline_uses_a_warm_cache_and_fails_clearly_when_cold(hub, module_dir, 
     monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("network used"))
     assert resolve(f"hub://{hub.hostport}/digits@stable") == warm
     assert resolve(f"hub://{hub.hostport}/digits@1") == warm
-    with pytest.raises(OfflineError, match=r"not in the cache, and GRAFT_OFFLINE=1 .*Received: "
-                       r"handle='hub://127.0.0.1:\d+/digits@2'"):
+    with pytest.raises(
+        OfflineError,
+        match=r"not in the cache, and GRAFT_OFFLINE=1 .*Received: "
+        r"handle='hub://127.0.0.1:\d+/digits@2'",
+    ):
         resolve(f"hub://{hub.hostport}/digits@2")
     with pytest.raises(OfflineError):
         graft.hub.HubClient(hub.url).list()
@@ -90,8 +95,12 @@ def test_eight_processes_pull_once(hub, tmp_path, graft_home):
     hub.delay = 0.1  # about 1 s per download, so the processes overlap
     handle = f"hub://{hub.hostport}/digits@1"
     procs = [
-        subprocess.Popen([sys.executable, "-c", PULL, handle], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", PULL, handle],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(8)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -134,13 +143,17 @@ def test_flipped_byte_is_a_checksum_error_and_nothing_is_cached(hub, module_dir,
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01
     blob.write_bytes(bytes(data))
-    with pytest.raises(ChecksumError, match=r"has sha256 .* the hub announced .*Nothing was cached"):
+    with pytest.raises(
+        ChecksumError, match=r"has sha256 .* the hub announced .*Nothing was cached"
+    ):
         graft.hub.pull(f"hub://{hub.hostport}/digits@1")
     assert list((graft_home / "hub" / "snapshots").glob("*")) == []
     assert no_temp_files(graft_home) == []
 
 
-def test_truncated_archive_in_storage_is_reported_and_nothing_is_cached(hub, module_dir, graft_home):
+def test_truncated_archive_in_storage_is_reported_and_nothing_is_cached(
+    hub, module_dir, graft_home
+):
     record = graft.hub.push(module_dir, hub.url, "digits")
     blob = hub.root / "objects" / "blobs" / f"{record['sha256']}.tar"
     blob.write_bytes(blob.read_bytes()[:1000])
@@ -190,12 +203,36 @@ def test_hub_seed_list_and_cache_commands(hub, module_dir, graft_home, tmp_path)
     from graft.cli.main import app
 
     runner = CliRunner()
-    push = runner.invoke(app, ["hub", "push", str(module_dir), "--to", hub.hostport, "--name",
-                               "digits", "--label", "stable"])
+    push = runner.invoke(
+        app,
+        [
+            "hub",
+            "push",
+            str(module_dir),
+            "--to",
+            hub.hostport,
+            "--name",
+            "digits",
+            "--label",
+            "stable",
+        ],
+    )
     assert push.exit_code == 0, push.output
     assert "Published digits@1 (stable)" in push.output
-    again = runner.invoke(app, ["hub", "push", str(module_dir), "--to", hub.hostport, "--name",
-                                "digits", "--version", "1"])
+    again = runner.invoke(
+        app,
+        [
+            "hub",
+            "push",
+            str(module_dir),
+            "--to",
+            hub.hostport,
+            "--name",
+            "digits",
+            "--version",
+            "1",
+        ],
+    )
     assert again.exit_code == 1 and "exists; versions are immutable" in again.output
     listing = runner.invoke(app, ["hub", "ls", hub.hostport, "digits", "--json"])
     assert [m["name"] for m in httpx.Response(200, text=listing.output).json()] == ["digits"]

@@ -6,7 +6,12 @@ from graft.hub.names import base_url, check_label, check_name, parse_handle
 
 def test_parse_handle_forms():
     h = parse_handle("hub://localhost:8080/digits@stable")
-    assert (h.base_url, h.name, h.ref, h.pinned) == ("http://localhost:8080", "digits", "stable", False)
+    assert (h.base_url, h.name, h.ref, h.pinned) == (
+        "http://localhost:8080",
+        "digits",
+        "stable",
+        False,
+    )
     assert parse_handle("hub://h/digits").ref == "latest"
     assert parse_handle("hubs://h.example:443/a.b-c_d@12").base_url == "https://h.example:443"
     assert parse_handle("hub://h/x@3").pinned
@@ -15,8 +20,18 @@ def test_parse_handle_forms():
 
 @pytest.mark.parametrize(
     "handle",
-    ["hub://", "hub://host", "hub://host/", "hub://host/a/b", "hub://host/../x", "hub://host/X",
-     "hub://host/x@0", "hub://host/x@-1", "hub://host/x@Stable", "ftp://host/x"],
+    [
+        "hub://",
+        "hub://host",
+        "hub://host/",
+        "hub://host/a/b",
+        "hub://host/../x",
+        "hub://host/X",
+        "hub://host/x@0",
+        "hub://host/x@-1",
+        "hub://host/x@Stable",
+        "ftp://host/x",
+    ],
 )
 def test_bad_handles_name_the_form(handle):
     with pytest.raises(InvalidArgumentError, match=r"hub://host\[:port\]/name"):

@@ -36,11 +36,14 @@ def test_two_hub_servers_share_one_bucket(s3, tmp_path, graft_home):
         record = graft.hub.push(module, a.url, "digits", labels=("stable",), token=TOKEN)
         assert record["version"] == 1
     keys = sorted(
-        o["Key"] for o in boto3.client("s3", endpoint_url=s3).list_objects_v2(
-            Bucket="models")["Contents"]
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket="models")["Contents"]
     )
-    assert keys == [f"graft/blobs/{record['sha256']}.tar", "graft/modules/digits/1.json",
-                    "graft/modules/digits/labels.json"]
+    assert keys == [
+        f"graft/blobs/{record['sha256']}.tar",
+        "graft/modules/digits/1.json",
+        "graft/modules/digits/labels.json",
+    ]
 
     # A second server with its own (empty) index finds everything in the bucket.
     with HubServer(tmp_path / "root-b", storage=S3Storage("s3://models/graft", s3)) as b:

@@ -55,17 +55,28 @@ def test_versions_are_numbered_immutable_and_labelled(hub, tmp_path):
     assert get("latest").json()["version"] == 2
     assert get("stable").json()["version"] == 1
 
-    r = httpx.put(f"{hub.url}/api/v1/modules/digits/labels/stable", json={"version": 2}, headers=AUTH)
+    r = httpx.put(
+        f"{hub.url}/api/v1/modules/digits/labels/stable", json={"version": 2}, headers=AUTH
+    )
     assert r.json()["labels"] == {"stable": 2}
-    r = httpx.put(f"{hub.url}/api/v1/modules/digits/labels/stable", json={"version": 9}, headers=AUTH)
+    r = httpx.put(
+        f"{hub.url}/api/v1/modules/digits/labels/stable", json={"version": 9}, headers=AUTH
+    )
     assert r.status_code == 404 and "no version 9" in r.json()["error"]
-    r = httpx.post(f"{hub.url}/api/v1/modules/digits/versions/2/yank", json={"reason": "bad split"},
-                   headers=AUTH)
+    r = httpx.post(
+        f"{hub.url}/api/v1/modules/digits/versions/2/yank",
+        json={"reason": "bad split"},
+        headers=AUTH,
+    )
     assert r.json()["yanked"] is True
     assert get("latest").json()["version"] == 1
     assert get("2").json()["yank_reason"] == "bad split"
-    assert httpx.delete(f"{hub.url}/api/v1/modules/digits/versions/2/yank", headers=AUTH).json()[
-        "yanked"] is False
+    assert (
+        httpx.delete(f"{hub.url}/api/v1/modules/digits/versions/2/yank", headers=AUTH).json()[
+            "yanked"
+        ]
+        is False
+    )
     assert get("latest").json()["version"] == 2
     r = get("nolabel")
     assert r.status_code == 404 and "no label 'nolabel' (labels: stable)" in r.json()["error"]
@@ -74,9 +85,22 @@ def test_versions_are_numbered_immutable_and_labelled(hub, tmp_path):
 
 def test_search_by_text_task_and_tag(hub, tmp_path):
     _publish(hub, fake_module(tmp_path / "a", "digits", tags=("vision", "mnist")))
-    _publish(hub, fake_module(tmp_path / "b", "reviews", task="text-classifier",
-                              description="movie review sentiment", tags=("nlp",)), "reviews")
-    names = lambda **q: [m["name"] for m in httpx.get(f"{hub.url}/api/v1/modules", params=q).json()["modules"]]  # noqa: E501,E731
+    _publish(
+        hub,
+        fake_module(
+            tmp_path / "b",
+            "reviews",
+            task="text-classifier",
+            description="movie review sentiment",
+            tags=("nlp",),
+        ),
+        "reviews",
+    )
+
+    def names(**query):
+        found = httpx.get(f"{hub.url}/api/v1/modules", params=query).json()["modules"]
+        return [m["name"] for m in found]
+
     assert names() == ["digits", "reviews"]
     assert names(q="sentiment movie") == ["reviews"]
     assert names(q="HANDWRITTEN") == ["digits"]
@@ -180,8 +204,12 @@ def test_publish_under_a_traversal_name_writes_nothing_outside(hub, module_dir, 
     pack(module_dir, archive)
     conn = http.client.HTTPConnection(hub.hostport, timeout=10)
     body = archive.read_bytes()
-    conn.request("POST", f"/api/v1/modules/{name}/versions", body=body,
-                 headers={**AUTH, "Content-Type": "application/x-tar"})
+    conn.request(
+        "POST",
+        f"/api/v1/modules/{name}/versions",
+        body=body,
+        headers={**AUTH, "Content-Type": "application/x-tar"},
+    )
     response = conn.getresponse()
     response.read()
     assert 400 <= response.status < 500
@@ -209,8 +237,10 @@ def test_server_answers_while_a_large_publish_streams_in(hub, tmp_path):
 
     def upload():
         result["r"] = httpx.post(
-            f"{hub.url}/api/v1/modules/big/versions", content=slow_body(),
-            headers={**AUTH, "X-Graft-Sha256": sha, "Content-Length": str(size)}, timeout=60,
+            f"{hub.url}/api/v1/modules/big/versions",
+            content=slow_body(),
+            headers={**AUTH, "X-Graft-Sha256": sha, "Content-Length": str(size)},
+            timeout=60,
         )
 
     thread = threading.Thread(target=upload)
@@ -238,5 +268,7 @@ def test_openapi_documents_the_api(hub):
     assert "post" in paths["/api/v1/modules/{name}/versions"]
     assert "put" in paths["/api/v1/modules/{name}/labels/{label}"]
     assert "post" in paths["/api/v1/modules/{name}/versions/{version}/yank"]
-    assert "application/x-tar" in paths["/api/v1/modules/{name}/versions"]["post"]["requestBody"][
-        "content"]
+    assert (
+        "application/x-tar"
+        in paths["/api/v1/modules/{name}/versions"]["post"]["requestBody"]["content"]
+    )

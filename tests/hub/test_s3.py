@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -56,6 +58,14 @@ def test_two_hub_servers_share_one_bucket(s3, tmp_path, graft_home):
         assert (path / "model.keras").read_bytes() == (module / "model.keras").read_bytes()
         # The version is claimed in the bucket, not only in this server's index.
         assert not storage.put_bytes("modules/digits/1.json", b"{}", exclusive=True)
+        # Server b re-reads the bucket, so what a publishes appears there too.
+        b.store.refresh_every(0.2)
+        with HubServer(tmp_path / "root-a", storage=storage) as a:
+            graft.hub.push(fake_module(tmp_path / "m2", seed=2), a.url, "digits", token=TOKEN)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{b.url}/api/v1/modules/digits/versions/latest").json()["version"] != 2:
+            assert time.monotonic() < deadline, "server b never saw version 2"
+            time.sleep(0.1)
         r = httpx.post(
             f"{b.url}/api/v1/modules/digits/versions",
             params={"version": 1},

@@ -42,6 +42,9 @@ def serve(
         Path | None,
         typer.Option(help="Write tokens, one per line (default ROOT/tokens, made on first run)."),
     ] = None,
+    refresh_seconds: Annotated[
+        float, typer.Option(help="With --storage: re-read the bucket this often (0: never).")
+    ] = 30.0,
 ) -> None:
     """Run a hub server: REST API under /api/v1, HTML catalog at /, OpenAPI at /openapi.json.
 
@@ -49,7 +52,15 @@ def serve(
     """
     from graft.hub.server.run import serve as run
 
-    run(root, host, port, storage=storage, s3_endpoint_url=s3_endpoint_url, token_file=token_file)
+    run(
+        root,
+        host,
+        port,
+        storage=storage,
+        s3_endpoint_url=s3_endpoint_url,
+        token_file=token_file,
+        refresh_seconds=refresh_seconds,
+    )
 
 
 @app.command("push")

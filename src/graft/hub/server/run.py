@@ -46,6 +46,7 @@ def build(
     storage: str | None = None,
     s3_endpoint_url: str | None = None,
     token_file: str | Path | None = None,
+    refresh_seconds: float = 30.0,
 ):
     """The ASGI app for a hub rooted at ``root`` (index, temporary uploads, local objects).
 
@@ -54,6 +55,8 @@ def build(
         storage: ``s3://bucket/prefix`` to keep archives and records in S3-compatible storage.
         s3_endpoint_url: the S3 endpoint (MinIO, Ceph ...); boto3's defaults otherwise.
         token_file: see ``load_tokens``.
+        refresh_seconds: with S3 storage, how often to re-read the bucket for what other
+            servers published (0: only at start-up).
     """
     from graft.hub.server.app import create_app
     from graft.hub.server.storage import S3Storage
@@ -62,6 +65,8 @@ def build(
     root = Path(root)
     backend = S3Storage(storage, endpoint_url=s3_endpoint_url) if storage else None
     store = Store(root, backend)
+    if backend is not None and refresh_seconds > 0:
+        store.refresh_every(refresh_seconds)
     tokens, source = load_tokens(root, token_file)
     app = create_app(store, tokens)
     app.state.token_source = source
@@ -76,12 +81,19 @@ def serve(
     storage: str | None = None,
     s3_endpoint_url: str | None = None,
     token_file: str | Path | None = None,
+    refresh_seconds: float = 30.0,
     log_level: str = "info",
 ) -> None:
     """Runs the hub until interrupted (uvicorn)."""
     import uvicorn
 
-    app = build(root, storage=storage, s3_endpoint_url=s3_endpoint_url, token_file=token_file)
+    app = build(
+        root,
+        storage=storage,
+        s3_endpoint_url=s3_endpoint_url,
+        token_file=token_file,
+        refresh_seconds=refresh_seconds,
+    )
     store = app.state.store
     source = app.state.token_source
     print(f"graft hub: {store.storage.describe()}, index {store.root / 'index.sqlite'}")

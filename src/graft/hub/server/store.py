@@ -9,6 +9,7 @@ start-up, plus download counters.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from graft.hub.archive import Limits, inspect
 from graft.hub.names import LATEST, check_label
 from graft.hub.server.storage import LocalStorage, Storage
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -101,7 +104,7 @@ class Store:
                 labels[parts[1]] = json.loads(data)
             else:
                 records.append(json.loads(data))
-        with self._lock, self._db:
+        with self._lock, self._db:  # one transaction: readers see the old or the new index
             self._db.execute("DELETE FROM versions")
             self._db.execute("DELETE FROM labels")
             for record in records:
@@ -333,6 +336,22 @@ class Store:
                 self._index(record)
         return record
 
+    def refresh_every(self, seconds: float) -> None:
+        """Re-reads storage every ``seconds`` in a daemon thread, so a server sharing a bucket
+        with others sees their publishes, labels and yanks."""
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    self.reindex()
+                except Exception:  # noqa: BLE001 - storage hiccup: keep serving, retry later
+                    log.exception("Re-reading the hub's storage failed; retrying")
+
+        threading.Thread(target=loop, name="graft-hub-refresh", daemon=True).start()
+
     def close(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
         with self._lock:
             self._db.close()

@@ -1,0 +1,236 @@
+"""``graft.export``: a classifier module to SavedModel, TFLite (float, dynamic, float16,
+int8), ONNX and TF.js, each re-measured in its own runtime.
+
+Example:
+    >>> report = graft.export("runs/digits/module", "saved_model,tflite",
+    ...                       quantize="float,int8", out="export/digits")  # doctest: +SKIP
+    >>> [(r.format, r.quantization, round(r.accuracy, 3)) for r in report.rows]  # doctest: +SKIP
+    [('keras', 'float', 0.933), ('saved_model', 'float', 0.933), ('tflite', 'float', 0.933),
+     ('tflite', 'int8', 0.927)]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from graft.errors import InvalidArgumentError, ModuleExistsError, received
+from graft.export.compare import ArtifactResult
+from graft.export.formats import FORMATS, INT8_IO, QUANTIZATIONS, artifact_name, parse_list
+
+REPORT_FILE = "export_report.json"
+REPRESENTATIVE = 100
+
+
+class AccuracyDropError(InvalidArgumentError):
+    """An artifact lost more accuracy than ``max_accuracy_drop`` allows."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was exported and how each artifact measured."""
+
+    directory: Path
+    module: str
+    examples: int
+    rows: tuple[ArtifactResult, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "module": self.module,
+            "examples": self.examples,
+            "artifacts": [r.to_dict() for r in self.rows],
+        }
+
+
+def _plan(formats: list[str], quantizations: list[str]) -> list[tuple[str, str]]:
+    plan = []
+    for fmt in formats:
+        wanted = [q for q in quantizations if q in QUANTIZATIONS[fmt]]
+        plan += [(fmt, q) for q in wanted or ["float"]]
+    return plan
+
+
+def _data(module_dir: Path, data):
+    """Evaluation examples and int8 calibration examples."""
+    from graft.evaluation.classifier import read_labelled
+
+    run_dir = module_dir.parent
+    splits = run_dir / "splits.json"
+    train = None
+    if splits.is_file():
+        from graft.training.run import _read_split
+
+        train = _read_split(run_dir, "train")
+        test = _read_split(run_dir, "test") if data is None else read_labelled(data)
+    elif data is not None:
+        test = read_labelled(data)
+    else:
+        raise InvalidArgumentError(
+            "Every artifact is re-evaluated, so graft export needs labelled examples: pass "
+            "--data FOLDER_OR_TABLE, or export a module inside its run folder (which has "
+            f"splits.json). {received(module=str(module_dir))}"
+        )
+    return test, train
+
+
+def export(
+    module: str | os.PathLike,
+    formats: str | list[str] = "saved_model,tflite,onnx",
+    *,
+    out: str | os.PathLike,
+    quantize: str | list[str] = "float",
+    data: str | os.PathLike | None = None,
+    int8_io: str = "float32",
+    allow_float_fallback: bool = False,
+    overwrite: bool = False,
+    max_accuracy_drop: float | None = None,
+) -> ExportReport:
+    """Exports a classifier module and measures every artifact in its runtime.
+
+    Args:
+        module: a classifier module directory or handle.
+        formats: any of saved_model, tflite, onnx, tfjs (comma-separated or a list).
+        out: the export directory (created atomically).
+        quantize: any of float, dynamic, float16, int8; each applies to the formats that
+            support it (TFLite takes all four; the others are float).
+        data: labelled examples to evaluate on (default: the run's test split).
+        int8_io: input/output type of int8 TFLite files: float32, int8 or uint8.
+        allow_float_fallback: keep ops without integer kernels in float.
+        overwrite: replace an existing ``out``.
+        max_accuracy_drop: fail (writing nothing) when an artifact's accuracy is more than this
+            many points below the float Keras model's.
+
+    Returns:
+        The ``ExportReport`` (also written as ``out/export_report.json``).
+
+    Raises:
+        InvalidArgumentError: unknown format or quantization, no data, or (AccuracyDropError)
+            an artifact below ``max_accuracy_drop``.
+        ModuleExistsError: ``out`` exists and ``overwrite`` is false.
+        MissingDependencyError: tfjs (or onnx) converters missing, with the way to get them.
+    """
+    from graft.handles import resolve
+
+    fmts = parse_list(formats, FORMATS, "format")
+    quants = parse_list(quantize, ("float", "dynamic", "float16", "int8"), "quantization")
+    if int8_io not in INT8_IO:
+        raise InvalidArgumentError(
+            f"int8 input/output type is one of {', '.join(INT8_IO)}. {received(int8_io=int8_io)}"
+        )
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ModuleExistsError(
+            f"{out} already exists; pass --overwrite (overwrite=True) to replace it. "
+            f"{received(out=str(out))}"
+        )
+    if "tfjs" in fmts:
+        from graft.export import tfjs
+
+        tfjs.check()
+    module_dir = resolve(module)
+    test, train = _data(module_dir, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        report = _export_into(
+            tmp, module_dir, _plan(fmts, quants), test, train, int8_io, allow_float_fallback
+        )
+        keras_accuracy = report.rows[0].accuracy
+        if max_accuracy_drop is not None:
+            worse = [r for r in report.rows if r.accuracy_change < -max_accuracy_drop]
+            if worse:
+                table = "; ".join(
+                    f"{r.format}/{r.quantization} {r.accuracy:.4f} ({r.accuracy_change:+.2f})"
+                    for r in worse
+                )
+                raise AccuracyDropError(
+                    f"Artifacts lost more than {max_accuracy_drop} points against the float "
+                    f"Keras model ({keras_accuracy:.4f}): {table}. Nothing was written. "
+                    f"{received(max_accuracy_drop=max_accuracy_drop)}"
+                )
+        (tmp / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+        if out.exists():
+            aside = out.parent / f".{out.name}.old-{uuid.uuid4().hex}"
+            os.replace(out, aside)
+            os.replace(tmp, out)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ExportReport(out, report.module, report.examples, report.rows)
+
+
+def _export_into(tmp, module_dir, plan, test, train, int8_io, allow_float_fallback):
+    import numpy as np
+
+    from graft.data.images import image_bytes, load_images
+    from graft.export import compare, saved_model, tflite
+    from graft.export import onnx as onnx_export
+    from graft.export.graphs import load_exportable
+
+    ex = load_exportable(module_dir)
+    index = {name: i for i, name in enumerate(ex.labels)}
+    unknown = sorted(set(test.class_names) - set(index))
+    if unknown:
+        raise InvalidArgumentError(
+            f"The evaluation data has classes the module does not know. {received(unknown=unknown)}"
+        )
+    labels = np.array([index[test.class_names[y]] for y in test.labels])
+    if ex.kind == "image":
+        raw = [image_bytes(p) for p in test.items]
+        decoded = load_images(test.items, ex.size)
+    else:
+        raw = decoded = list(test.items)
+
+    def keras_run(batch):
+        return np.asarray(ex.core.predict_on_batch(batch))
+
+    reference = compare.batched(keras_run, decoded)
+    reference_accuracy = float((reference.argmax(1) == labels).mean())
+    keras_path = module_dir / "model.keras"
+    rows = [
+        compare.measure(
+            "keras", "float", keras_path, keras_run, decoded, labels, reference, reference_accuracy
+        )
+    ]
+    representative = None
+    for fmt, quant in plan:
+        path = tmp / artifact_name(fmt, quant)
+        if fmt == "saved_model":
+            saved_model.write(ex, path)
+            runner = saved_model.Runner(path)
+            inputs = raw
+        elif fmt == "tflite":
+            if quant == "int8" and representative is None:
+                picks = _representative(train, test)
+                representative = load_images(picks, ex.size)
+            flat = tflite.convert(ex, quant, representative, int8_io, allow_float_fallback)
+            path.write_bytes(tflite.attach_labels(flat, ex.labels))
+            runner, inputs = tflite.Runner(path), decoded
+        elif fmt == "onnx":
+            onnx_export.write(ex, path)
+            runner, inputs = onnx_export.Runner(path), decoded
+        else:  # tfjs: check() raised earlier when the converter is missing
+            raise InvalidArgumentError(f"Unsupported format. {received(format=fmt)}")
+        rows.append(
+            compare.measure(fmt, quant, path, runner, inputs, labels, reference, reference_accuracy)
+        )
+    return ExportReport(tmp, ex.name, len(labels), tuple(rows))
+
+
+def _representative(train, test) -> list[str]:
+    """Up to 100 training files, spread over the classes (evenly spaced in the split)."""
+    source = train if train is not None else test
+    items = list(source.items)
+    step = max(1, len(items) // REPRESENTATIVE)
+    return items[::step][:REPRESENTATIVE]
+
+
+__all__ = ["AccuracyDropError", "ExportReport", "export"]

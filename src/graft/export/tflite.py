@@ -1,0 +1,141 @@
+"""TFLite export through the LiteRT converter, with the labels inside the file.
+
+The labels travel as ``labels.txt`` in a zip archive appended to the flatbuffer, the way TFLite
+Support and MediaPipe pack associated files: interpreters ignore the trailing bytes, and any
+zip reader (``zipfile``) finds the file.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from graft.errors import InvalidArgumentError, received
+from graft.export.graphs import Exportable
+
+
+class QuantizationError(InvalidArgumentError):
+    """A layer's ops have no integer kernel."""
+
+
+def convert(
+    ex: Exportable,
+    quantization: str,
+    representative: np.ndarray | None = None,
+    int8_io: str = "float32",
+    allow_float_fallback: bool = False,
+) -> bytes:
+    """Converts the module's core to a TFLite flatbuffer (labels not yet attached).
+
+    Args:
+        quantization: ``float``, ``dynamic`` (int8 weights), ``float16`` or ``int8`` (weights
+            and activations, calibrated on ``representative``).
+        representative: decoded training examples for ``int8`` calibration.
+        int8_io: for ``int8``, the input/output type: ``float32``, ``int8`` or ``uint8``.
+        allow_float_fallback: for ``int8``, keep ops without integer kernels in float instead
+            of failing.
+    """
+    import tensorflow as tf
+
+    if ex.kind != "image":
+        raise InvalidArgumentError(
+            "TFLite export of text classifiers is not available: their tokenizer runs as "
+            "TensorFlow string ops, which the TFLite runtime lacks. Export saved_model instead. "
+            f"{received(kind=ex.kind)}"
+        )
+    with tempfile.TemporaryDirectory(prefix="graft-tflite-") as tmp:
+        ex.core.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantization in ("dynamic", "float16", "int8"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+            if representative is None or not len(representative):
+                raise InvalidArgumentError(
+                    "int8 quantization needs representative examples from the training split. "
+                    f"{received(representative=None)}"
+                )
+
+            def samples():
+                for example in representative:
+                    yield [example[None].astype(np.float32)]
+
+            converter.representative_dataset = samples
+            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if allow_float_fallback:
+                ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+            converter.target_spec.supported_ops = ops
+            io_type = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[int8_io]
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises ConverterError with the op names
+            if quantization == "int8" and not allow_float_fallback:
+                raise QuantizationError(
+                    f"Full-integer quantization failed: {str(exc).strip()[:600]} Pass "
+                    "--allow-float-fallback to keep such ops in float. "
+                    f"{received(quantization=quantization)}"
+                ) from None
+            raise
+
+
+def attach_labels(flatbuffer: bytes, labels: tuple[str, ...]) -> bytes:
+    """The flatbuffer with ``labels.txt`` appended as a zip archive."""
+    buffer = io.BytesIO()
+    buffer.write(flatbuffer)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("labels.txt", "\n".join(labels) + "\n")
+    return buffer.getvalue()
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """The label names stored in a graft TFLite file.
+
+    Example:
+        >>> read_labels("export/model_int8.tflite")[:3]  # doctest: +SKIP
+        ['0', '1', '2']
+    """
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("labels.txt").decode("utf-8").splitlines()
+
+
+class Runner:
+    """Runs a TFLite file in the ``ai-edge-litert`` interpreter (XNNPACK), converting
+    int8/uint8 inputs and outputs with their scale and zero point."""
+
+    takes_raw = False
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import os
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self._batch = None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        if self._batch != len(batch):
+            it.resize_tensor_input(self.input["index"], list(batch.shape))
+            it.allocate_tensors()
+            self._batch = len(batch)
+        dtype = self.input["dtype"]
+        if dtype != np.float32:
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(dtype)
+            batch = np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
+        it.set_tensor(self.input["index"], batch)
+        it.invoke()
+        out = it.get_tensor(self.output["index"])
+        if out.dtype != np.float32:
+            scale, zero = self.output["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out.copy()

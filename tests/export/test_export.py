@@ -74,7 +74,9 @@ def test_bad_requests_name_what_is_valid(tiny_run, tmp_path):
         export(tiny_run.module_dir, "tflite,coreml", out=tmp_path / "a")
     with pytest.raises(InvalidArgumentError, match=r"Unknown quantization 'int4'.*float, dynamic"):
         export(tiny_run.module_dir, "tflite", quantize="int4", out=tmp_path / "a")
-    with pytest.raises(MissingDependencyError, match=r"(?s)tensorflowjs_converter .*Received: format="):
+    with pytest.raises(
+        MissingDependencyError, match=r"(?s)tensorflowjs_converter .*Received: format="
+    ):
         export(tiny_run.module_dir, "tfjs", out=tmp_path / "a")
     (tmp_path / "exists").mkdir()
     with pytest.raises(ModuleExistsError, match="--overwrite"):
@@ -94,3 +96,29 @@ def test_accuracy_gate_writes_nothing(tiny_run, tmp_path):
             max_accuracy_drop=-1.0,
         )  # demands a gain: every artifact fails it
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prints_the_comparison_table(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from graft.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(tiny_run.module_dir),
+            "--format",
+            "tflite",
+            "--quantize",
+            "float,float16",
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "model_float16.tflite" in result.output and "export_report.json" in result.output
+    bad = CliRunner().invoke(
+        app, ["export", str(tiny_run.module_dir), "--format", "pb", "--out", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 1 and "Unknown format 'pb'" in bad.output

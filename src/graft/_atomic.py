@@ -29,6 +29,18 @@ def atomic_path(target: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def replace_dir(new: Path, target: Path) -> None:
+    """Puts the finished directory ``new`` at ``target``, replacing any directory there: the old
+    one is renamed aside first and deleted after, so ``target`` is always whole."""
+    if target.exists():
+        aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
+        os.replace(target, aside)
+        os.replace(new, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
 def write_bytes(target: str | Path, data: bytes) -> None:
     """Writes ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:

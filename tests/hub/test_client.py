@@ -203,36 +203,15 @@ def test_hub_seed_list_and_cache_commands(hub, module_dir, graft_home, tmp_path)
     from graft.cli.main import app
 
     runner = CliRunner()
-    push = runner.invoke(
-        app,
-        [
-            "hub",
-            "push",
-            str(module_dir),
-            "--to",
-            hub.hostport,
-            "--name",
-            "digits",
-            "--label",
-            "stable",
-        ],
-    )
-    assert push.exit_code == 0, push.output
-    assert "Published digits@1 (stable)" in push.output
-    again = runner.invoke(
-        app,
-        [
-            "hub",
-            "push",
-            str(module_dir),
-            "--to",
-            hub.hostport,
-            "--name",
-            "digits",
-            "--version",
-            "1",
-        ],
-    )
+
+    def push(*extra):
+        args = ["hub", "push", str(module_dir), "--to", hub.hostport, "--name", "digits"]
+        return runner.invoke(app, [*args, *extra])
+
+    first = push("--label", "stable")
+    assert first.exit_code == 0, first.output
+    assert "Published digits@1 (stable)" in first.output
+    again = push("--version", "1")
     assert again.exit_code == 1 and "exists; versions are immutable" in again.output
     listing = runner.invoke(app, ["hub", "ls", hub.hostport, "digits", "--json"])
     assert [m["name"] for m in httpx.Response(200, text=listing.output).json()] == ["digits"]

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from graft._atomic import replace_dir
 from graft.errors import InvalidArgumentError, ModuleExistsError, received
 from graft.export.compare import ArtifactResult
 from graft.export.formats import FORMATS, INT8_IO, QUANTIZATIONS, artifact_name, parse_list
@@ -155,13 +156,7 @@ def export(
                     f"{received(max_accuracy_drop=max_accuracy_drop)}"
                 )
         (tmp / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
-        if out.exists():
-            aside = out.parent / f".{out.name}.old-{uuid.uuid4().hex}"
-            os.replace(out, aside)
-            os.replace(tmp, out)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportReport(out, report.module, report.examples, report.rows)

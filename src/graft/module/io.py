@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from graft._atomic import replace_dir
 from graft.errors import ChecksumError, ManifestError, ModuleExistsError, received
 from graft.module.allowlist import check_allowlist
 from graft.module.manifest import FileEntry, Manifest
@@ -109,13 +109,7 @@ def save(
             update={"files": _file_table(tmp), "params": int(model.count_params())}
         )
         (tmp / MANIFEST_FILE).write_text(final.to_json(), encoding="utf-8")
-        if directory.exists():
-            trash = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
-            os.replace(directory, trash)
-            os.replace(tmp, directory)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

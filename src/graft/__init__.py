@@ -19,6 +19,7 @@ __all__ = [
     "data",
     "errors",
     "evaluate",
+    "export",
     "load",
     "models",
     "module",
@@ -49,6 +50,8 @@ def __getattr__(name: str) -> Any:
         from graft.evaluation.classifier import evaluate
 
         return evaluate
+    if name == "export":
+        return importlib.import_module("graft.export")  # a callable module: graft.export(...)
     if name in ("models", "module", "errors", "config", "handles", "data"):
         return importlib.import_module(f"graft.{name}")
     raise AttributeError(f"module 'graft' has no attribute {name!r}")

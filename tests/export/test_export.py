@@ -65,11 +65,33 @@ def test_every_format_runs_and_agrees_with_keras(tiny_run, tmp_path):
     assert top[0] == labels[int(np.argmax(probs))] and len(top) == 5
 
 
+def test_keras_int8_and_quantization_aware_head(tiny_run, tmp_path):
+    out = tmp_path / "export"
+    report = export(tiny_run.module_dir, "keras,tflite", out=out, quantize="int8,qat")
+    rows = {(r.format, r.quantization): r for r in report.rows}
+    assert set(rows) == {
+        ("keras", "float"),
+        ("keras", "int8"),
+        ("tflite", "int8"),
+        ("tflite", "qat"),
+    }
+    # Keras' int8 quantizes the Dense head only; the file is read back (allowlist, safe_mode).
+    keras_int8 = rows[("keras", "int8")]
+    assert keras_int8.path == "model_int8.keras" and keras_int8.top1_agreement >= 0.95
+    assert keras_int8.max_abs_diff > 0  # really quantized
+    qat, ptq = rows[("tflite", "qat")], rows[("tflite", "int8")]
+    assert qat.path == "model_qat.tflite" and qat.size_bytes < 1.1 * ptq.size_bytes
+    assert qat.accuracy >= ptq.accuracy - 0.03
+    from graft.export import tflite
+
+    assert tflite.read_labels(out / "model_qat.tflite") == [str(i) for i in range(10)]
+
+
 def test_bad_requests_name_what_is_valid(tiny_run, tmp_path):
     with pytest.raises(
         InvalidArgumentError,
         match=r"Unknown format 'coreml'. Valid formats: "
-        r"saved_model, tflite, onnx, tfjs. Received: format=",
+        r"saved_model, tflite, onnx, tfjs, keras. Received: format=",
     ):
         export(tiny_run.module_dir, "tflite,coreml", out=tmp_path / "a")
     with pytest.raises(InvalidArgumentError, match=r"Unknown quantization 'int4'.*float, dynamic"):

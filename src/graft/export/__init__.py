@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import types
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,14 @@ from pathlib import Path
 from graft._atomic import replace_dir
 from graft.errors import InvalidArgumentError, ModuleExistsError, received
 from graft.export.compare import ArtifactResult
-from graft.export.formats import FORMATS, INT8_IO, QUANTIZATIONS, artifact_name, parse_list
+from graft.export.formats import (
+    FORMATS,
+    INT8_IO,
+    QUANTIZATION_NAMES,
+    QUANTIZATIONS,
+    artifact_name,
+    parse_list,
+)
 
 REPORT_FILE = "export_report.json"
 REPRESENTATIVE = 100
@@ -56,27 +65,26 @@ def _plan(formats: list[str], quantizations: list[str]) -> list[tuple[str, str]]
     return plan
 
 
-def _data(module_dir: Path, data):
-    """Evaluation examples and int8 calibration examples."""
+def _data(module_dir: Path, data) -> dict:
+    """``test`` (evaluation), and ``train``/``val`` when the module sits in its run folder."""
     from graft.evaluation.classifier import read_labelled
 
     run_dir = module_dir.parent
-    splits = run_dir / "splits.json"
-    train = None
-    if splits.is_file():
+    if (run_dir / "splits.json").is_file():
         from graft.training.run import _read_split
 
-        train = _read_split(run_dir, "train")
-        test = _read_split(run_dir, "test") if data is None else read_labelled(data)
-    elif data is not None:
-        test = read_labelled(data)
+        parts = {name: _read_split(run_dir, name) for name in ("train", "val", "test")}
+        if data is not None:
+            parts["test"] = read_labelled(data)
+        return parts
+    if data is not None:
+        return {"test": read_labelled(data)}
     else:
         raise InvalidArgumentError(
             "Every artifact is re-evaluated, so graft export needs labelled examples: pass "
             "--data FOLDER_OR_TABLE, or export a module inside its run folder (which has "
             f"splits.json). {received(module=str(module_dir))}"
         )
-    return test, train
 
 
 def export(
@@ -118,7 +126,7 @@ def export(
     from graft.handles import resolve
 
     fmts = parse_list(formats, FORMATS, "format")
-    quants = parse_list(quantize, ("float", "dynamic", "float16", "int8"), "quantization")
+    quants = parse_list(quantize, QUANTIZATION_NAMES, "quantization")
     if int8_io not in INT8_IO:
         raise InvalidArgumentError(
             f"int8 input/output type is one of {', '.join(INT8_IO)}. {received(int8_io=int8_io)}"
@@ -134,14 +142,19 @@ def export(
 
         tfjs.check()
     module_dir = resolve(module)
-    test, train = _data(module_dir, data)
+    plan = _plan(fmts, quants)
+    parts = _data(module_dir, data)
+    if any(q == "qat" for _, q in plan) and "train" not in parts:
+        raise InvalidArgumentError(
+            "Quantization-aware training (qat) trains the head on the run's training split: "
+            "export a module inside its run folder (runs/NAME/module). "
+            f"{received(module=str(module_dir), quantize=quantize)}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        report = _export_into(
-            tmp, module_dir, _plan(fmts, quants), test, train, int8_io, allow_float_fallback
-        )
+        report = _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback)
         keras_accuracy = report.rows[0].accuracy
         if max_accuracy_drop is not None:
             worse = [r for r in report.rows if r.accuracy_change < -max_accuracy_drop]
@@ -162,15 +175,16 @@ def export(
     return ExportReport(out, report.module, report.examples, report.rows)
 
 
-def _export_into(tmp, module_dir, plan, test, train, int8_io, allow_float_fallback):
+def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
     import numpy as np
 
     from graft.data.images import image_bytes, load_images
-    from graft.export import compare, saved_model, tflite
+    from graft.export import compare, keras_file, saved_model, tflite
     from graft.export import onnx as onnx_export
     from graft.export.graphs import load_exportable
 
     ex = load_exportable(module_dir)
+    test = parts["test"]
     index = {name: i for i, name in enumerate(ex.labels)}
     unknown = sorted(set(test.class_names) - set(index))
     if unknown:
@@ -203,12 +217,18 @@ def _export_into(tmp, module_dir, plan, test, train, int8_io, allow_float_fallba
             runner = saved_model.Runner(path)
             inputs = raw
         elif fmt == "tflite":
-            if quant == "int8" and representative is None:
-                picks = _representative(train, test)
+            if quant in ("int8", "qat") and representative is None:
+                picks = _representative(parts.get("train"), test)
                 representative = load_images(picks, ex.size)
-            flat = tflite.convert(ex, quant, representative, int8_io, allow_float_fallback)
+            if quant == "qat":
+                flat = _qat(ex, parts, representative, int8_io, allow_float_fallback)
+            else:
+                flat = tflite.convert(ex, quant, representative, int8_io, allow_float_fallback)
             path.write_bytes(tflite.attach_labels(flat, ex.labels))
             runner, inputs = tflite.Runner(path), decoded
+        elif fmt == "keras":
+            keras_file.write(ex, quant, path)
+            runner, inputs = keras_file.Runner(path, ex), decoded
         elif fmt == "onnx":
             onnx_export.write(ex, path)
             runner, inputs = onnx_export.Runner(path), decoded
@@ -220,6 +240,41 @@ def _export_into(tmp, module_dir, plan, test, train, int8_io, allow_float_fallba
     return ExportReport(tmp, ex.name, len(labels), tuple(rows))
 
 
+def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
+    """int8 TFLite of the module with its head trained quantization-aware (``qat.py``)."""
+    import dataclasses
+    import tempfile
+
+    import numpy as np
+
+    from graft.data.images import load_images
+    from graft.export import qat, tflite
+
+    backbone_core, head = qat.split_head(ex.core)
+    backbone = dataclasses.replace(ex, core=backbone_core)
+    flat = tflite.convert(backbone, "int8", representative, "float32", allow_float_fallback)
+    index = {name: i for i, name in enumerate(ex.labels)}
+    with tempfile.TemporaryDirectory(prefix="graft-qat-") as tmp:
+        path = Path(tmp) / "backbone_int8.tflite"
+        path.write_bytes(flat)
+        runner = tflite.Runner(path)
+
+        def features(part):
+            chunks = [
+                runner(load_images(part.items[i : i + 64], ex.size))
+                for i in range(0, len(part.items), 64)
+            ]
+            labels = np.array([index[part.class_names[y]] for y in part.labels])
+            return np.concatenate(chunks), labels
+
+        f_train, y_train = features(parts["train"])
+        f_val, y_val = features(parts["val"]) if len(parts["val"].items) else (f_train, y_train)
+        del runner
+    result = qat.train_head(backbone_core, head, f_train, y_train, f_val, y_val)
+    trained = dataclasses.replace(ex, core=result.core)
+    return tflite.convert(trained, "int8", representative, int8_io, allow_float_fallback)
+
+
 def _representative(train, test) -> list[str]:
     """Up to 100 training files, spread over the classes (evenly spaced in the split)."""
     source = train if train is not None else test
@@ -229,3 +284,14 @@ def _representative(train, test) -> list[str]:
 
 
 __all__ = ["AccuracyDropError", "ExportReport", "export"]
+
+
+class _CallableModule(types.ModuleType):
+    """``graft.export(...)`` calls ``graft.export.export``: once ``graft.export`` is imported
+    the package attribute is this module, so the module itself is made callable."""
+
+    def __call__(self, *args, **kwargs) -> ExportReport:
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

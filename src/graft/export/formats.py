@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from graft.errors import InvalidArgumentError, received
 
-FORMATS = ("saved_model", "tflite", "onnx", "tfjs")
-# Post-training modes. "float" is the unquantized model; "keras_int8" is Keras' own
-# `model.quantize("int8")` (int8 weights, float activations), exported like a float model.
+FORMATS = ("saved_model", "tflite", "onnx", "tfjs", "keras")
+# "float" is the unquantized model. TFLite: "dynamic" (int8 weights), "float16", "int8" (full
+# integer, calibrated on training examples) and "qat" (full integer, the head trained
+# quantization-aware on the int8 backbone's features). Keras: "int8" is Keras' own
+# `model.quantize("int8")` (Dense/EinsumDense/Embedding weights int8).
+QUANTIZATION_NAMES = ("float", "dynamic", "float16", "int8", "qat")
 QUANTIZATIONS = {
+    "keras": ("float", "int8"),
     "saved_model": ("float",),
-    "tflite": ("float", "dynamic", "float16", "int8"),
+    "tflite": ("float", "dynamic", "float16", "int8", "qat"),
     "onnx": ("float",),
     "tfjs": ("float",),
 }
@@ -47,4 +51,5 @@ def artifact_name(fmt: str, quantization: str) -> str:
         "tflite": f"model{suffix}.tflite",
         "onnx": f"model{suffix}.onnx",
         "tfjs": f"tfjs{suffix}",
+        "keras": f"model{suffix}.keras",
     }[fmt]

@@ -24,15 +24,38 @@ class Exportable:
     name: str
 
 
+def core_of(model, kind: str, encoded: bool, size):
+    """The network after the ``DecodeImage`` layer (the model itself when there is none).
+
+    Raises:
+        InvalidArgumentError: the model should decode images but has no ``DecodeImage``.
+    """
+    import keras
+
+    from graft.models.layers import DecodeImage
+
+    if kind != "image" or not encoded:
+        return model
+    layers = model.layers
+    index = next((i for i, layer in enumerate(layers) if isinstance(layer, DecodeImage)), None)
+    if index is None:
+        raise InvalidArgumentError(
+            "The module says it takes encoded images but has no DecodeImage layer. "
+            f"{received(model=model.name)}"
+        )
+    inputs = keras.Input((*size, 3), name="image")
+    x = inputs
+    for layer in layers[index + 1 :]:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_core")
+
+
 def load_exportable(module_dir) -> Exportable:
     """Loads a classifier module and splits off its decoding layer.
 
     Raises:
         InvalidArgumentError: the module is not a classifier with labels.
     """
-    import keras
-
-    from graft.models.layers import DecodeImage
     from graft.module.io import load
 
     loaded = load(module_dir)
@@ -44,20 +67,7 @@ def load_exportable(module_dir) -> Exportable:
             f"{received(module=str(module_dir), task=manifest.task)}"
         )
     model = loaded.model
-    core = model
-    if manifest.inputs.kind == "image" and manifest.inputs.encoded:
-        layers = model.layers
-        index = next((i for i, layer in enumerate(layers) if isinstance(layer, DecodeImage)), None)
-        if index is None:
-            raise InvalidArgumentError(
-                f"The module says it takes encoded images but has no DecodeImage layer. "
-                f"{received(module=str(module_dir))}"
-            )
-        inputs = keras.Input((*manifest.inputs.size, 3), name="image")
-        x = inputs
-        for layer in layers[index + 1 :]:
-            x = layer(x)
-        core = keras.Model(inputs, x, name=f"{model.name}_core")
+    core = core_of(model, manifest.inputs.kind, manifest.inputs.encoded, manifest.inputs.size)
     return Exportable(
         raw=model,
         core=core,

@@ -269,7 +269,6 @@ def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
 
         f_train, y_train = features(parts["train"])
         f_val, y_val = features(parts["val"]) if len(parts["val"].items) else (f_train, y_train)
-        del runner
     result = qat.train_head(backbone_core, head, f_train, y_train, f_val, y_val)
     trained = dataclasses.replace(ex, core=result.core)
     return tflite.convert(trained, "int8", representative, int8_io, allow_float_fallback)

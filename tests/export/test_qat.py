@@ -56,5 +56,5 @@ def test_fake_quantized_outputs_lie_on_an_8_bit_grid():
 def test_only_graft_heads_are_trained_quantization_aware():
     inputs = keras.Input((4,))
     core = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    with pytest.raises(InvalidArgumentError, match=r"last layer is the `head`.*Received: layers="):
+    with pytest.raises(InvalidArgumentError, match=r"then the `head` model.*Received: layers="):
         qat.split_head(core)

@@ -42,6 +42,12 @@ def train(
     text_column: Annotated[str, typer.Option(help="Text column of a table.")] = "text",
     label_column: Annotated[str, typer.Option(help="Label column of a table.")] = "label",
     augment: Annotated[bool, typer.Option(help="Augment images while fine-tuning.")] = True,
+    prune_sparsity: Annotated[
+        float, typer.Option(help="Magnitude-prune the trained kernels to this share of zeros.")
+    ] = 0.0,
+    prune_initial: Annotated[
+        float, typer.Option(help="Sparsity the polynomial-decay schedule starts from.")
+    ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
 ) -> None:
@@ -103,6 +109,8 @@ def train(
             label_smoothing=label_smoothing,
             augment=augment,
             seed=seed,
+            prune_sparsity=prune_sparsity,
+            prune_initial=prune_initial,
         )
     _print_metrics(run.metrics, f"Run {run.directory}")
     timing = ", ".join(

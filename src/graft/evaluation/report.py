@@ -96,8 +96,6 @@ def write_report(
     Returns:
         The metrics and the folder.
     """
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(y_true, probs, class_names)
@@ -147,21 +145,76 @@ def write_report(
     if kind == "image":
         for r in shown:
             r["thumbnail"] = _thumbnail(r["item"])
-    env = Environment(
-        loader=PackageLoader("graft.evaluation", "templates"),
-        autoescape=select_autoescape(["html"]),
-    )
-    html = env.get_template("report.html.j2").render(
-        title=title,
-        kind=kind,
-        metrics=metrics,
-        summary=summary or {},
-        images=images,
-        misclassified=shown,
-        misclassified_total=len(wrong),
-        skipped=list(skipped),
-        class_names=names,
-        confusion=list(zip(names, metrics["confusion_matrix"], strict=True)),
+    html = (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            kind=kind,
+            metrics=metrics,
+            summary=summary or {},
+            images=images,
+            misclassified=shown,
+            misclassified_total=len(wrong),
+            skipped=list(skipped),
+            class_names=names,
+            confusion=list(zip(names, metrics["confusion_matrix"], strict=True)),
+            exports_html="",
+        )
     )
     _write_text(directory / "report.html", html)
     return EvalReport(metrics=metrics, directory=directory)
+
+
+EXPORTS_START, EXPORTS_END = "<!-- graft:exports -->", "<!-- /graft:exports -->"
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("graft.evaluation", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+
+
+def render_exports(exports: Sequence[dict]) -> str:
+    """The HTML of export comparison sections (``export_report.json`` dicts plus ``out``)."""
+    return _environment().get_template("exports.html.j2").render(exports=list(exports))
+
+
+def add_exports(report: str | Path, exports: Sequence[dict]) -> None:
+    """Replaces the export sections of an existing ``report.html`` (atomically)."""
+    report = Path(report)
+    html = report.read_text(encoding="utf-8")
+    section = EXPORTS_START + render_exports(exports) + EXPORTS_END
+    if EXPORTS_START in html and EXPORTS_END in html:
+        head, rest = html.split(EXPORTS_START, 1)
+        html = head + section + rest.split(EXPORTS_END, 1)[1]
+    else:  # a report written before export sections existed
+        html = html.replace("</body>", section + "\n</body>", 1)
+    _write_text(report, html)
+
+
+def write_export_page(directory: str | Path, export: dict) -> Path:
+    """A standalone ``report.html`` for one export directory."""
+    from html import escape
+
+    body = render_exports([export])
+    title = escape(f"graft export of {export['module']}")
+    page = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{title}</title>\n<style>{EXPORT_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{title}</h1>\n{body}\n</body>\n</html>\n"
+    )
+    path = Path(directory) / "report.html"
+    _write_text(path, page)
+    return path
+
+
+EXPORT_CSS = (
+    "body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; } "
+    "table { border-collapse: collapse; margin: .5rem 0; } "
+    "th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; } "
+    "td.num { text-align: right; font-variant-numeric: tabular-nums; }"
+)

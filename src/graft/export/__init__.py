@@ -15,9 +15,10 @@ import json
 import os
 import shutil
 import sys
+import time
 import types
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from graft._atomic import replace_dir
@@ -48,12 +49,14 @@ class ExportReport:
     module: str
     examples: int
     rows: tuple[ArtifactResult, ...]
+    sparsity: dict[str, dict] = field(default_factory=dict)  # layers with >= 1% zero weights
 
     def to_dict(self) -> dict:
         return {
             "module": self.module,
             "examples": self.examples,
             "artifacts": [r.to_dict() for r in self.rows],
+            "sparsity": self.sparsity,
         }
 
 
@@ -169,10 +172,31 @@ def export(
                     f"{received(max_accuracy_drop=max_accuracy_drop)}"
                 )
         (tmp / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+        page = {**report.to_dict(), "out": str(out), "created": time.strftime("%Y-%m-%d %H:%M")}
+        from graft.evaluation.report import write_export_page
+
+        write_export_page(tmp, page)
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ExportReport(out, report.module, report.examples, report.rows)
+    _add_to_run_report(module_dir, page)
+    return replace(report, directory=out)
+
+
+def _add_to_run_report(module_dir: Path, page: dict) -> None:
+    """Lists the export in its run's ``report.html`` (latest export per directory)."""
+    from graft.evaluation.report import add_exports
+    from graft.training.loop import write_json
+
+    run_dir = module_dir.parent
+    if module_dir.name != "module" or not (run_dir / "report.html").is_file():
+        return
+    record = run_dir / "exports.json"
+    exports = json.loads(record.read_text()) if record.is_file() else []
+    key = str(Path(page["out"]).resolve())
+    exports = [e for e in exports if str(Path(e["out"]).resolve()) != key] + [page]
+    write_json(record, exports)
+    add_exports(run_dir / "report.html", exports)
 
 
 def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
@@ -192,14 +216,20 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
             f"The evaluation data has classes the module does not know. {received(unknown=unknown)}"
         )
     labels = np.array([index[test.class_names[y]] for y in test.labels])
-    if ex.kind == "image":
+    if ex.kind == "image":  # decoded once; the runners of the core take the arrays
         raw = [image_bytes(p) for p in test.items]
         decoded = load_images(test.items, ex.size)
-    else:
+
+        def core(run):
+            return run
+
+    else:  # texts, tokenized per batch for the runners of the core
         raw = decoded = list(test.items)
 
-    def keras_run(batch):
-        return np.asarray(ex.core.predict_on_batch(batch))
+        def core(run):
+            return lambda batch: run(ex.tokenize(batch))
+
+    keras_run = core(lambda batch: np.asarray(ex.core.predict_on_batch(batch)))
 
     reference = compare.batched(keras_run, decoded)
     reference_accuracy = float((reference.argmax(1) == labels).mean())
@@ -219,25 +249,32 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
         elif fmt == "tflite":
             if quant in ("int8", "qat") and representative is None:
                 picks = _representative(parts.get("train"), test)
-                representative = load_images(picks, ex.size)
+                if ex.kind == "image":
+                    representative = load_images(picks, ex.size)
+                else:
+                    representative = [ex.tokenize([text]) for text in picks]
             if quant == "qat":
                 flat = _qat(ex, parts, representative, int8_io, allow_float_fallback)
             else:
                 flat = tflite.convert(ex, quant, representative, int8_io, allow_float_fallback)
-            path.write_bytes(tflite.attach_labels(flat, ex.labels))
-            runner, inputs = tflite.Runner(path), decoded
+            vocabulary = ex.preprocessor.vocabulary if ex.preprocessor is not None else None
+            path.write_bytes(tflite.attach_labels(flat, ex.labels, vocabulary))
+            runner, inputs = core(tflite.Runner(path)), decoded
         elif fmt == "keras":
             keras_file.write(ex, quant, path)
-            runner, inputs = keras_file.Runner(path, ex), decoded
+            runner, inputs = core(keras_file.Runner(path, ex)), decoded
         elif fmt == "onnx":
             onnx_export.write(ex, path)
-            runner, inputs = onnx_export.Runner(path), decoded
+            runner, inputs = core(onnx_export.Runner(path)), decoded
         else:  # tfjs: check() raised earlier when the converter is missing
             raise InvalidArgumentError(f"Unsupported format. {received(format=fmt)}")
         rows.append(
             compare.measure(fmt, quant, path, runner, inputs, labels, reference, reference_accuracy)
         )
-    return ExportReport(tmp, ex.name, len(labels), tuple(rows))
+    from graft.training.pruning import sparsity_by_layer
+
+    sparsity = sparsity_by_layer(ex.raw, minimum=0.01)
+    return ExportReport(tmp, ex.name, len(labels), tuple(rows), sparsity)
 
 
 def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
@@ -247,7 +284,6 @@ def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
 
     import numpy as np
 
-    from graft.data.images import load_images
     from graft.export import qat, tflite
 
     backbone_core, head = qat.split_head(ex.core)
@@ -261,8 +297,7 @@ def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
 
         def features(part):
             chunks = [
-                runner(load_images(part.items[i : i + 64], ex.size))
-                for i in range(0, len(part.items), 64)
+                runner(ex.prepare(part.items[i : i + 64])) for i in range(0, len(part.items), 64)
             ]
             labels = np.array([index[part.class_names[y]] for y in part.labels])
             return np.concatenate(chunks), labels

@@ -22,6 +22,26 @@ class Exportable:
     kind: str
     size: tuple[int, int] | None
     name: str
+    preprocessor: object = None  # text: the module's BertTextPreprocessor layer
+
+    def prepare(self, items):
+        """What the core takes, from what the module takes: decoded arrays (images) or token
+        arrays (texts)."""
+        if self.kind == "text":
+            return self.tokenize(items)
+        from graft.data.images import load_images
+
+        return load_images(list(items), self.size)
+
+    def tokenize(self, texts) -> dict:
+        """Text: ``{"token_ids", "padding_mask", "segment_ids"}`` int32 arrays, trimmed to the
+        longest text (the exported text cores take any sequence length up to the module's)."""
+        import numpy as np
+
+        out = self.preprocessor(np.asarray(list(texts), dtype=object))
+        arrays = {k: np.asarray(v).astype("int32") for k, v in out.items()}
+        length = max(1, int(arrays["padding_mask"].sum(1).max()))
+        return {k: v[:, :length] for k, v in arrays.items()}
 
 
 def core_of(model, kind: str, encoded: bool, size):
@@ -50,6 +70,56 @@ def core_of(model, kind: str, encoded: bool, size):
     return keras.Model(inputs, x, name=f"{model.name}_core")
 
 
+TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
+
+
+def text_core(model):
+    """``(core, preprocessor)`` of a text classifier: the network after tokenisation.
+
+    The core takes BERT's three int32 inputs (``token_ids``, ``padding_mask``,
+    ``segment_ids``, shape ``(batch, length)``), the way BERT models are served without string
+    ops; the tokenizer stays with the caller (its vocabulary ships beside the export).
+
+    Raises:
+        InvalidArgumentError: the model is not an encoder (with graft's
+            ``BertTextPreprocessor``) followed by a head.
+    """
+    import keras
+
+    from graft.models.layers import BertTextPreprocessor, MaskedMeanPooling
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    encoder = layers[0] if layers else None
+    inner = getattr(encoder, "layers", [])
+    kinds = [type(layer).__name__ for layer in inner]
+    if not (
+        len(layers) == 2
+        and any(isinstance(layer, BertTextPreprocessor) for layer in inner)
+        and any(isinstance(layer, MaskedMeanPooling) for layer in inner)
+    ):
+        raise InvalidArgumentError(
+            "Exporting a text classifier without string ops needs graft's text layout (a "
+            "sentence encoder with BertTextPreprocessor and MaskedMeanPooling, then a head). "
+            f"{received(layers=kinds or [type(layer).__name__ for layer in layers])}"
+        )
+    preprocessor = next(layer for layer in inner if isinstance(layer, BertTextPreprocessor))
+    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in TEXT_INPUTS}
+    x = None
+    for layer in inner:
+        name = type(layer).__name__
+        if isinstance(layer, keras.layers.InputLayer | BertTextPreprocessor):
+            continue
+        if isinstance(layer, MaskedMeanPooling):
+            x = layer(x, inputs["padding_mask"])
+        elif name.endswith("Backbone"):
+            x = layer(inputs)["sequence_output"]
+        else:
+            x = layer(x)
+    features = keras.Model(inputs, x, name=f"{encoder.name}_features")
+    core = keras.Model(inputs, layers[1](features(inputs)), name=f"{model.name}_core")
+    return core, preprocessor
+
+
 def load_exportable(module_dir) -> Exportable:
     """Loads a classifier module and splits off its decoding layer.
 
@@ -67,7 +137,11 @@ def load_exportable(module_dir) -> Exportable:
             f"{received(module=str(module_dir), task=manifest.task)}"
         )
     model = loaded.model
-    core = core_of(model, manifest.inputs.kind, manifest.inputs.encoded, manifest.inputs.size)
+    preprocessor = None
+    if manifest.inputs.kind == "text":
+        core, preprocessor = text_core(model)
+    else:
+        core = core_of(model, manifest.inputs.kind, manifest.inputs.encoded, manifest.inputs.size)
     return Exportable(
         raw=model,
         core=core,
@@ -75,4 +149,5 @@ def load_exportable(module_dir) -> Exportable:
         kind=manifest.inputs.kind,
         size=tuple(manifest.inputs.size) if manifest.inputs.size else None,
         name=manifest.name,
+        preprocessor=preprocessor,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graft.export.graphs import Exportable, core_of
+from graft.export.graphs import Exportable, core_of, text_core
 
 QUANTIZED_LAYERS = ("Dense", "EinsumDense", "Embedding", "ReversibleEmbedding")
 
@@ -39,7 +39,10 @@ class Runner:
 
         check_allowlist(path)
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        self.core = core_of(model, ex.kind, ex.kind == "image", ex.size)
+        if ex.kind == "text":
+            self.core = text_core(model)[0]
+        else:
+            self.core = core_of(model, ex.kind, True, ex.size)
 
     def __call__(self, batch) -> np.ndarray:
         return np.asarray(self.core.predict_on_batch(batch))

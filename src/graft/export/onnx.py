@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from graft.errors import InvalidArgumentError, MissingDependencyError, received
+from graft.errors import MissingDependencyError, received
 from graft.export.graphs import Exportable
 
 
 def write(ex: Exportable, dest: Path) -> None:
-    """Writes the module's core as ONNX (float input in [0, 1], probabilities out); the labels
-    go into the model's metadata as ``labels`` (one per line)."""
+    """Writes the module's core as ONNX (images: float input in [0, 1]; texts: int32
+    ``token_ids``, ``padding_mask``, ``segment_ids``; probabilities out). The labels go into
+    the model's metadata as ``labels`` (one per line), a text model's vocabulary as ``vocab``."""
     try:
         import onnx
         import tf2onnx  # noqa: F401
@@ -21,16 +22,14 @@ def write(ex: Exportable, dest: Path) -> None:
             "ONNX export needs tf2onnx and onnxruntime: pip install 'graft[onnx]'. "
             + received(format="onnx")
         ) from None
-    if ex.kind != "image":
-        raise InvalidArgumentError(
-            "ONNX export of text classifiers is not available: their tokenizer runs as "
-            f"TensorFlow string ops, which ONNX lacks. {received(kind=ex.kind)}"
-        )
-    ex.core(np.zeros((1, *ex.size, 3), np.float32))  # Keras' ONNX export needs a built call
-    ex.core.export(str(dest), format="onnx", verbose=False)
+    ex.core(ex.prepare(["a"]) if ex.kind == "text" else np.zeros((1, *ex.size, 3), np.float32))
+    ex.core.export(str(dest), format="onnx", verbose=False)  # (needs the built call above)
     model = onnx.load(str(dest))
     entry = model.metadata_props.add()
     entry.key, entry.value = "labels", "\n".join(ex.labels)
+    if ex.preprocessor is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "vocab", "\n".join(ex.preprocessor.vocabulary)
     onnx.save(model, str(dest))
 
 
@@ -51,7 +50,11 @@ class Runner:
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        self.inputs = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: batch.astype(np.float32)})[0]
+    def __call__(self, batch) -> np.ndarray:
+        if isinstance(batch, dict):  # text: the three int32 token arrays, by name
+            feed = {name: next(v for k, v in batch.items() if k in name) for name in self.inputs}
+        else:
+            feed = {self.inputs[0]: batch.astype(np.float32)}
+        return self.session.run(None, feed)[0]

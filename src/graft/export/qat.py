@@ -44,13 +44,14 @@ def split_head(core):
     """
     import keras
 
-    names = [layer.name for layer in core.layers]
-    if "head" not in names or names[-1] != "head":
+    inner = [layer for layer in core.layers if not isinstance(layer, keras.layers.InputLayer)]
+    names = [layer.name for layer in inner]
+    if names[-1:] != ["head"] or len(inner) != 2 or not isinstance(inner[0], keras.Model):
         raise InvalidArgumentError(
-            "Quantization-aware training needs a module trained by graft (its last layer is the "
-            f"`head` model). {received(layers=names[-3:])}"
+            "Quantization-aware training needs a module trained by graft (a backbone model, "
+            f"then the `head` model). {received(layers=names[-3:])}"
         )
-    head = core.get_layer("head")
+    head = inner[1]
     for layer in head.layers:
         if not isinstance(
             layer, keras.layers.InputLayer | keras.layers.Dense | keras.layers.Dropout
@@ -59,10 +60,16 @@ def split_head(core):
                 "Quantization-aware training supports heads made of Dense and Dropout layers. "
                 f"{received(layer=f'{layer.name} ({type(layer).__name__})')}"
             )
-    x = inputs = keras.Input(core.inputs[0].shape[1:], dtype=core.inputs[0].dtype)
-    for layer in core.layers[1:-1]:
-        x = layer(x)
-    return keras.Model(inputs, x, name="backbone_core"), head
+    return inner[0], head
+
+
+def fresh_inputs(model):
+    """New ``keras.Input`` s shaped like ``model``'s inputs (a tensor or a dict of them)."""
+    import keras
+
+    return keras.tree.map_structure(
+        lambda t: keras.Input(t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0]), model.input
+    )
 
 
 def _fake_quant_layer():
@@ -184,6 +191,6 @@ def train_head(
     plain.set_weights(head.get_weights())
     for layer, weights in zip(dense, best_weights, strict=True):
         plain.get_layer(layer.name).set_weights(weights[:2])  # kernel, bias (not the ranges)
-    inputs = keras.Input(backbone_core.inputs[0].shape[1:], dtype=backbone_core.inputs[0].dtype)
+    inputs = fresh_inputs(backbone_core)
     core = keras.Model(inputs, plain(backbone_core(inputs)), name="classifier_core_qat")
     return QatResult(core=core, val_accuracy=history, best_epoch=best_epoch)

@@ -25,7 +25,7 @@ class QuantizationError(InvalidArgumentError):
 def convert(
     ex: Exportable,
     quantization: str,
-    representative: np.ndarray | None = None,
+    representative: list | np.ndarray | None = None,
     int8_io: str = "float32",
     allow_float_fallback: bool = False,
 ) -> bytes:
@@ -34,19 +34,14 @@ def convert(
     Args:
         quantization: ``float``, ``dynamic`` (int8 weights), ``float16`` or ``int8`` (weights
             and activations, calibrated on ``representative``).
-        representative: decoded training examples for ``int8`` calibration.
+        representative: training examples as the core takes them (decoded images, or token
+            dicts of batch 1) for ``int8`` calibration.
         int8_io: for ``int8``, the input/output type: ``float32``, ``int8`` or ``uint8``.
         allow_float_fallback: for ``int8``, keep ops without integer kernels in float instead
             of failing.
     """
     import tensorflow as tf
 
-    if ex.kind != "image":
-        raise InvalidArgumentError(
-            "TFLite export of text classifiers is not available: their tokenizer runs as "
-            "TensorFlow string ops, which the TFLite runtime lacks. Export saved_model instead. "
-            f"{received(kind=ex.kind)}"
-        )
     with tempfile.TemporaryDirectory(prefix="graft-tflite-") as tmp:
         ex.core.export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
@@ -63,7 +58,10 @@ def convert(
 
             def samples():
                 for example in representative:
-                    yield [example[None].astype(np.float32)]
+                    if isinstance(example, dict):  # text: one tokenized example per dict
+                        yield example
+                    else:
+                        yield [example[None].astype(np.float32)]
 
             converter.representative_dataset = samples
             ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -71,7 +69,8 @@ def convert(
                 ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
             converter.target_spec.supported_ops = ops
             io_type = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[int8_io]
-            converter.inference_input_type = io_type
+            if ex.kind == "image":  # token inputs stay int32
+                converter.inference_input_type = io_type
             converter.inference_output_type = io_type
         try:
             return converter.convert()
@@ -85,13 +84,24 @@ def convert(
             raise
 
 
-def attach_labels(flatbuffer: bytes, labels: tuple[str, ...]) -> bytes:
-    """The flatbuffer with ``labels.txt`` appended as a zip archive."""
+def attach_labels(
+    flatbuffer: bytes, labels: tuple[str, ...], vocabulary: list[str] | None = None
+) -> bytes:
+    """The flatbuffer with ``labels.txt`` (and a text model's ``vocab.txt``) appended as a zip
+    archive."""
     buffer = io.BytesIO()
     buffer.write(flatbuffer)
     with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("labels.txt", "\n".join(labels) + "\n")
+        if vocabulary is not None:
+            archive.writestr("vocab.txt", "\n".join(vocabulary) + "\n")
     return buffer.getvalue()
+
+
+def read_vocabulary(path: str | Path) -> list[str]:
+    """The WordPiece vocabulary stored in a graft text-classifier TFLite file."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("vocab.txt").decode("utf-8").splitlines()
 
 
 def read_labels(path: str | Path) -> list[str]:
@@ -107,7 +117,8 @@ def read_labels(path: str | Path) -> list[str]:
 
 class Runner:
     """Runs a TFLite file in the ``ai-edge-litert`` interpreter (XNNPACK), converting
-    int8/uint8 inputs and outputs with their scale and zero point."""
+    int8/uint8 inputs and outputs with their scale and zero point. Takes an array (images) or
+    a dict of arrays by input name (text: ``token_ids``, ``padding_mask``, ``segment_ids``)."""
 
     takes_raw = False
 
@@ -117,22 +128,40 @@ class Runner:
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
-        self.input = self.interpreter.get_input_details()[0]
+        self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
-        self._batch = None
+        self._shapes = None
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def _by_name(self, batch) -> list[tuple[dict, np.ndarray]]:
+        if not isinstance(batch, dict):
+            return [(self.inputs[0], batch)]
+        pairs = []
+        for detail in self.inputs:
+            key = next((k for k in batch if k in detail["name"]), None)
+            if key is None:
+                raise InvalidArgumentError(
+                    f"The TFLite model takes {[d['name'] for d in self.inputs]}. "
+                    f"{received(inputs=sorted(batch))}"
+                )
+            pairs.append((detail, batch[key]))
+        return pairs
+
+    def __call__(self, batch) -> np.ndarray:
         it = self.interpreter
-        if self._batch != len(batch):
-            it.resize_tensor_input(self.input["index"], list(batch.shape))
+        pairs = self._by_name(batch)
+        shapes = [value.shape for _, value in pairs]
+        if self._shapes != shapes:
+            for detail, value in pairs:
+                it.resize_tensor_input(detail["index"], list(value.shape))
             it.allocate_tensors()
-            self._batch = len(batch)
-        dtype = self.input["dtype"]
-        if dtype != np.float32:
-            scale, zero = self.input["quantization"]
-            info = np.iinfo(dtype)
-            batch = np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
-        it.set_tensor(self.input["index"], batch)
+            self._shapes = shapes
+        for detail, value in pairs:
+            dtype = detail["dtype"]
+            if dtype in (np.int8, np.uint8) and value.dtype == np.float32:
+                scale, zero = detail["quantization"]
+                info = np.iinfo(dtype)
+                value = np.clip(np.round(value / scale + zero), info.min, info.max)
+            it.set_tensor(detail["index"], value.astype(dtype))
         it.invoke()
         out = it.get_tensor(self.output["index"])
         if out.dtype != np.float32:

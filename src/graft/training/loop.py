@@ -80,6 +80,8 @@ def run_stage(
     patience: int | None = None,
     resume: bool = False,
     on_epoch: Callable[[int, dict], None] | None = None,
+    pruning=None,
+    steps_per_epoch: int = 0,
 ):
     """Trains ``model`` for ``epochs`` epochs and returns it with the best weights.
 
@@ -95,6 +97,9 @@ def run_stage(
             (accuracy, then loss).
         resume: continue from the stage's last checkpoint if there is one.
         on_epoch: called with ``(epoch, logs)`` after each epoch (progress bars).
+        pruning: a ``graft.training.pruning.Pruning`` to run during the stage; only epochs that
+            end at its final sparsity can be the best (or count towards ``patience``).
+        steps_per_epoch: optimizer steps per epoch (where a resumed pruning schedule is).
 
     Returns:
         ``(model, state)``: the model holding its best weights, and the stage state.
@@ -113,6 +118,10 @@ def run_stage(
         model = keras.saving.load_model(last, safe_mode=True)
     else:
         state = StageState(stage=stage)
+    callbacks = []
+    if pruning is not None:
+        pruning.attach(model, step=state.epochs_done * steps_per_epoch)
+        callbacks.append(pruning.callback())
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / stage))
     stage_offset = 0 if stage == "head" else 1_000_003
     for epoch in range(state.epochs_done, epochs):
@@ -128,6 +137,7 @@ def run_stage(
             validation_data=validation_data,
             verbose=0,
             shuffle=False,  # the data is shuffled per epoch with the epoch's seed
+            callbacks=callbacks,
         )
         if len(data) == 1:
             result = model.fit(data[0], **fit_kwargs)
@@ -143,7 +153,9 @@ def run_stage(
         # Best = highest validation accuracy; among equals, lowest validation loss (a small
         # validation set often ties on accuracy long before the model is trained).
         score = [logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0)]
-        if score > state.best:
+        if pruning is not None and not pruning.reached():
+            pass  # not yet at the target sparsity: neither best nor a patience strike
+        elif score > state.best:
             state.best, state.best_epoch, state.wait = score, epoch, 0
             tmp = best.with_name(f".{uuid.uuid4().hex}.weights.h5")
             model.save_weights(tmp)

@@ -43,6 +43,8 @@ class TrainConfig:
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-4
     patience: int = 3
+    prune_sparsity: float = 0.0
+    prune_initial: float = 0.5
     augment: bool = True
     seed: int = 0
     val_fraction: float = 0.1
@@ -71,6 +73,12 @@ class TrainConfig:
             raise InvalidArgumentError(
                 "dropout and label_smoothing must be in [0, 1). "
                 f"{received(dropout=self.dropout, label_smoothing=self.label_smoothing)}"
+            )
+        if not 0 <= self.prune_sparsity < 1 or not 0 <= self.prune_initial < 1:
+            raise InvalidArgumentError(
+                "prune_sparsity (the final share of zero weights; 0 = no pruning) and "
+                "prune_initial must be in [0, 1). "
+                f"{received(prune_sparsity=self.prune_sparsity, prune_initial=self.prune_initial)}"
             )
         if self.lr <= 0 or self.fine_tune_lr <= 0:
             raise InvalidArgumentError(f"learning rates must be positive. {received(lr=self.lr)}")

@@ -74,6 +74,10 @@ def fit_all(
         label_smoothing=config.label_smoothing,
     )
 
+    fine_tuning = bool(config.fine_tune_blocks or config.fine_tune_layers)
+    steps = -(-len(y["train"]) // config.batch_size)
+    head_pruning = None if fine_tuning else _pruning(config, config.epochs, steps)
+
     def head_epoch(epoch: int):
         order = np.random.default_rng([config.seed, epoch]).permutation(len(y["train"]))
         return features["train"][order], y["train"][order], config.batch_size
@@ -88,13 +92,15 @@ def fit_all(
         validation_data=(features["val"], y["val"]),
         resume=(out / "state.json").is_file(),
         on_epoch=lambda e, logs: report("head", e + 1, config.epochs),
+        pruning=head_pruning,
+        steps_per_epoch=steps,
     )
     history = {"head": head_state.history}
     timings["head_s"] = time.perf_counter() - start
 
     # Stage 2 (optional): fine-tune the top blocks end to end.
     backbone = backbone_loaded.model
-    if config.fine_tune_blocks or config.fine_tune_layers:
+    if fine_tuning:
         start = time.perf_counter()
         if config.fine_tune_blocks:
             set_trainable(backbone, bm.groups, top_groups=config.fine_tune_blocks)
@@ -130,6 +136,8 @@ def fit_all(
             patience=config.patience,
             resume=(out / "state.json").is_file(),
             on_epoch=lambda e, logs: report("finetune", e + 1, config.fine_tune_epochs),
+            pruning=_pruning(config, config.fine_tune_epochs, steps),
+            steps_per_epoch=steps,
         )
         backbone, head = tune.get_layer(backbone.name), tune.get_layer("head")
         history["finetune"] = tune_state.history
@@ -149,6 +157,19 @@ def fit_all(
     }
     if "finetune_s" in timings:
         summary["fine-tuning"] = f"{timings['finetune_s']:.1f}s"
+    pruned = {}
+    if config.prune_sparsity:
+        from graft.training.pruning import sparsity_by_layer
+
+        pruned = sparsity_by_layer(head, minimum=0.01)
+        if fine_tuning:
+            pruned.update(sparsity_by_layer(backbone, minimum=0.01))
+        initial = min(config.prune_initial, config.prune_sparsity)
+        summary["pruning"] = (
+            f"magnitude, polynomial decay {initial:.0%} -> {config.prune_sparsity:.0%} "
+            f"during {'fine-tuning' if fine_tuning else 'head training'}; "
+            + ", ".join(f"{k} {v['sparsity']:.1%} of {v['params']:,}" for k, v in pruned.items())
+        )
     evaluation = write_report(
         out,
         kind=kind,
@@ -191,7 +212,10 @@ def fit_all(
         tags=("graft-train", kind),
     )
     save(serving_model(backbone, head, kind, size), out / "module", manifest, overwrite=True)
-    write_json(out / "run.json", {"metrics": headline, "timings": timings})
+    run_json = {"metrics": headline, "timings": timings}
+    if pruned:
+        run_json["sparsity"] = pruned
+    write_json(out / "run.json", run_json)
     return Run(
         directory=out,
         config=config,
@@ -202,6 +226,24 @@ def fit_all(
         timings=timings,
         skipped=skipped,
     )
+
+
+def _pruning(config: TrainConfig, epochs: int, steps_per_epoch: int):
+    """The stage's pruning (None without ``prune_sparsity``): polynomial decay from
+    ``prune_initial`` to ``prune_sparsity``, reached after 70% of the epochs; the remaining
+    epochs train at the final sparsity and only they can give the kept weights."""
+    if not config.prune_sparsity:
+        return None
+    from graft.training.pruning import PolynomialDecay, Pruning
+
+    end_epoch = max(1, -(-epochs * 7 // 10))
+    schedule = PolynomialDecay(
+        min(config.prune_initial, config.prune_sparsity),
+        config.prune_sparsity,
+        begin_step=0,
+        end_step=end_epoch * steps_per_epoch,
+    )
+    return Pruning(schedule, frequency=max(1, min(100, steps_per_epoch // 2)))
 
 
 def load_run(directory: str | Path) -> dict:

@@ -65,6 +65,22 @@ def test_every_format_runs_and_agrees_with_keras(tiny_run, tmp_path):
     assert top[0] == labels[int(np.argmax(probs))] and len(top) == 5
 
 
+def test_comparison_table_lands_in_report_html(tiny_run, tmp_path):
+    from tests.browser import chromium, dump_dom
+
+    out = tmp_path / "export"
+    report = export(tiny_run.module_dir, "tflite", out=out, quantize="float,float16")
+    dom = dump_dom(chromium(), out / "report.html", tmp_path)
+    assert dom.count("<tr>") == 1 + len(report.rows)  # header + one row per artifact
+    assert "model_float16.tflite" in dom and f"{report.rows[1].accuracy:.4f}" in dom
+    # The run's own report gets an Export section, replaced (not repeated) on re-export.
+    export(tiny_run.module_dir, "onnx", out=out, overwrite=True)
+    html = (tiny_run.directory / "report.html").read_text()
+    assert html.count(f"Export: {out}") == 1 and "model.onnx" in html
+    assert "model_float16.tflite" not in html
+    assert "Per class" in html  # the evaluation sections are still there
+
+
 def test_keras_int8_and_quantization_aware_head(tiny_run, tmp_path):
     out = tmp_path / "export"
     report = export(tiny_run.module_dir, "keras,tflite", out=out, quantize="int8,qat")

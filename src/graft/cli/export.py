@@ -20,7 +20,10 @@ def export(
         str, typer.Option("--format", help="Comma-separated: saved_model, tflite, onnx, tfjs.")
     ] = "saved_model,tflite,onnx",
     quantize: Annotated[
-        str, typer.Option(help="Comma-separated: float, dynamic, float16, int8 (TFLite).")
+        str,
+        typer.Option(
+            help="Comma-separated: float, dynamic, float16, int8, qat (TFLite); int8 (Keras)."
+        ),
     ] = "float",
     data: Annotated[
         Path | None, typer.Option(help="Labelled data to evaluate on (default: the run's test).")
@@ -84,4 +87,14 @@ def export(
             f"{r.throughput:.0f}",
         )
     print_table(table)
-    console.print(f"Written to {report.directory} (export_report.json)", highlight=False)
+    if report.sparsity:
+        console.print(
+            "Sparse layers: "
+            + ", ".join(
+                f"{k} {v['sparsity']:.0%} of {v['params']:,}" for k, v in report.sparsity.items()
+            ),
+            highlight=False,
+        )
+    console.print(
+        f"Written to {report.directory} (export_report.json, report.html)", highlight=False
+    )

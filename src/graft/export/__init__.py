@@ -202,7 +202,7 @@ def _add_to_run_report(module_dir: Path, page: dict) -> None:
 def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
     import numpy as np
 
-    from graft.data.images import image_bytes, load_images
+    from graft.data.images import image_bytes
     from graft.export import compare, keras_file, saved_model, tflite
     from graft.export import onnx as onnx_export
     from graft.export.graphs import load_exportable
@@ -218,7 +218,7 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
     labels = np.array([index[test.class_names[y]] for y in test.labels])
     if ex.kind == "image":  # decoded once; the runners of the core take the arrays
         raw = [image_bytes(p) for p in test.items]
-        decoded = load_images(test.items, ex.size)
+        decoded = ex.prepare(test.items)
 
         def core(run):
             return run
@@ -250,9 +250,9 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
             if quant in ("int8", "qat") and representative is None:
                 picks = _representative(parts.get("train"), test)
                 if ex.kind == "image":
-                    representative = load_images(picks, ex.size)
-                else:
-                    representative = [ex.tokenize([text]) for text in picks]
+                    representative = ex.prepare(picks)
+                else:  # one tokenized example per calibration step
+                    representative = [ex.prepare([text]) for text in picks]
             if quant == "qat":
                 flat = _qat(ex, parts, representative, int8_io, allow_float_fallback)
             else:
@@ -279,7 +279,6 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
 
 def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
     """int8 TFLite of the module with its head trained quantization-aware (``qat.py``)."""
-    import dataclasses
     import tempfile
 
     import numpy as np
@@ -287,7 +286,7 @@ def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
     from graft.export import qat, tflite
 
     backbone_core, head = qat.split_head(ex.core)
-    backbone = dataclasses.replace(ex, core=backbone_core)
+    backbone = replace(ex, core=backbone_core)
     flat = tflite.convert(backbone, "int8", representative, "float32", allow_float_fallback)
     index = {name: i for i, name in enumerate(ex.labels)}
     with tempfile.TemporaryDirectory(prefix="graft-qat-") as tmp:
@@ -305,7 +304,7 @@ def _qat(ex, parts, representative, int8_io, allow_float_fallback) -> bytes:
         f_train, y_train = features(parts["train"])
         f_val, y_val = features(parts["val"]) if len(parts["val"].items) else (f_train, y_train)
     result = qat.train_head(backbone_core, head, f_train, y_train, f_val, y_val)
-    trained = dataclasses.replace(ex, core=result.core)
+    trained = replace(ex, core=result.core)
     return tflite.convert(trained, "int8", representative, int8_io, allow_float_fallback)
 
 

@@ -120,6 +120,14 @@ def text_core(model):
     return core, preprocessor
 
 
+def split_core(model, kind: str, encoded: bool, size):
+    """``(core, preprocessor)``: ``text_core`` for text classifiers, else ``core_of`` (no
+    preprocessor)."""
+    if kind == "text":
+        return text_core(model)
+    return core_of(model, kind, encoded, size), None
+
+
 def load_exportable(module_dir) -> Exportable:
     """Loads a classifier module and splits off its decoding layer.
 
@@ -137,11 +145,8 @@ def load_exportable(module_dir) -> Exportable:
             f"{received(module=str(module_dir), task=manifest.task)}"
         )
     model = loaded.model
-    preprocessor = None
-    if manifest.inputs.kind == "text":
-        core, preprocessor = text_core(model)
-    else:
-        core = core_of(model, manifest.inputs.kind, manifest.inputs.encoded, manifest.inputs.size)
+    inputs = manifest.inputs
+    core, preprocessor = split_core(model, inputs.kind, inputs.encoded, inputs.size)
     return Exportable(
         raw=model,
         core=core,

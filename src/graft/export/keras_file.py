@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graft.export.graphs import Exportable, core_of, text_core
+from graft.export.graphs import Exportable, split_core
 
 QUANTIZED_LAYERS = ("Dense", "EinsumDense", "Embedding", "ReversibleEmbedding")
 
@@ -39,10 +39,7 @@ class Runner:
 
         check_allowlist(path)
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        if ex.kind == "text":
-            self.core = text_core(model)[0]
-        else:
-            self.core = core_of(model, ex.kind, True, ex.size)
+        self.core = split_core(model, ex.kind, ex.kind == "image", ex.size)[0]
 
     def __call__(self, batch) -> np.ndarray:
         return np.asarray(self.core.predict_on_batch(batch))

@@ -44,12 +44,18 @@ class PolynomialDecay:
         return self.final + (self.initial - self.final) * (1 - progress) ** self.power
 
 
+def _kernel(layer):
+    """The weight matrix a layer's pruning applies to (``depthwise_kernel`` for depthwise)."""
+    kernel = getattr(layer, "depthwise_kernel", None)
+    return kernel if kernel is not None else getattr(layer, "kernel", None)
+
+
 def prunable_kernels(model) -> list:
     """The trainable kernels of Dense/Conv2D/DepthwiseConv2D/EinsumDense layers in ``model``."""
     kernels = []
     for layer in model._flatten_layers(include_self=False):
         if type(layer).__name__ in PRUNABLE and layer.trainable:
-            kernel = getattr(layer, "depthwise_kernel", None) or getattr(layer, "kernel", None)
+            kernel = _kernel(layer)
             if kernel is not None and kernel.trainable:
                 kernels.append((layer.name, kernel))
     return kernels
@@ -66,7 +72,7 @@ def sparsity_by_layer(model, minimum: float = 0.0) -> dict[str, dict]:
     for layer in model._flatten_layers(include_self=False):
         if type(layer).__name__ not in PRUNABLE:
             continue
-        kernel = getattr(layer, "depthwise_kernel", None) or getattr(layer, "kernel", None)
+        kernel = _kernel(layer)
         if kernel is None:
             continue
         value = np.asarray(kernel.numpy())

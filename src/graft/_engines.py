@@ -1,0 +1,75 @@
+"""Fast CPU inference for Keras image networks: a cached TFLite conversion run by the LiteRT
+interpreter (XNNPACK) in micro-batches. Shared by feature extraction and ``graft serve``."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from graft import config
+
+
+def tflite_file(model, key: str) -> Path:
+    """``model`` converted to float TFLite once per ``key`` (e.g. the sha256 of its
+    model.keras), cached as ``$GRAFT_HOME/engines/<key>.tflite`` (locked, atomic)."""
+    from filelock import FileLock
+
+    target = config.graft_home() / "engines" / f"{key}.tflite"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.is_file():
+            tmp = target.with_name(f".{uuid.uuid4().hex}.tflite")
+            try:
+                model.export(str(tmp), format="litert", verbose=False)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    return target
+
+
+class TFLiteEngine:
+    """Runs a single-input, single-output TFLite file on float32 batches.
+
+    XNNPACK keeps small activations in cache, so batches run in micro-batches of about one
+    example per thread (on 2 cores, batch 2 runs 133 img/s, batch 32 106 img/s). One
+    interpreter per micro-batch size avoids re-planning on every size change. Not thread-safe:
+    one engine per thread.
+
+    Example:
+        >>> engine = TFLiteEngine(tflite_file(core, sha))  # doctest: +SKIP
+        >>> engine(np.zeros((4, 224, 224, 3), np.float32)).shape  # doctest: +SKIP
+        (4, 1280)
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = str(path)
+        self.threads = threads or os.cpu_count() or 1
+        self.step = max(1, min(self.threads, 8))
+        self._by_size: dict[int, tuple] = {}
+
+    def _interpreter(self, size: int, shape: tuple[int, ...]):
+        if size not in self._by_size:
+            from ai_edge_litert.interpreter import Interpreter
+
+            it = Interpreter(model_path=self.path, num_threads=self.threads)
+            inp = it.get_input_details()[0]["index"]
+            it.resize_tensor_input(inp, [size, *shape])
+            it.allocate_tensors()
+            self._by_size[size] = (it, inp, it.get_output_details()[0]["index"])
+        return self._by_size[size]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        parts = []
+        for start in range(0, len(batch), self.step):
+            chunk = batch[start : start + self.step]
+            it, inp, out = self._interpreter(len(chunk), chunk.shape[1:])
+            it.set_tensor(inp, chunk)
+            it.invoke()
+            parts.append(it.get_tensor(out).copy())
+        return np.concatenate(parts)

@@ -132,6 +132,8 @@ def serve(
     from graft.serve import app as app_module
 
     options.check()
+    logging.basicConfig(format="%(asctime)s graft %(levelname)s %(message)s")
+    logging.getLogger("graft").setLevel(log_level.upper())
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig, frame):

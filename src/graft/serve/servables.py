@@ -132,13 +132,21 @@ def _image_convert(size: tuple[int, int], sig_name: str) -> Callable:
         blobs = to_array(value, TensorInfo("inputs", "string", (-1,)), where)
         try:
             return decode_batch(list(blobs), (h, w))
-        except Exception as exc:  # TensorFlow raises InvalidArgumentError for bad images
-            raise ServingError(
-                "INVALID_ARGUMENT",
-                f"{where}: could not decode an image; send JPEG, PNG, GIF or BMP bytes as "
-                f'{{"b64": ...}}. Received: {type(exc).__name__}: '
-                f"{str(exc).splitlines()[0][:120]}",
-            ) from None
+        except Exception:  # TensorFlow raises InvalidArgumentError for bad images
+            pass
+        for i, blob in enumerate(blobs):  # name the first bad one
+            try:
+                decode_batch([blob], (h, w))
+            except Exception as exc:
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                reason = next((ln for ln in lines if "image" in ln.lower()), lines[-1:] or [""])
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"{where}: item {i} is not an image TensorFlow can decode; send JPEG, PNG, "
+                    f'GIF or BMP bytes as {{"b64": ...}}. Received: {len(blob)} bytes '
+                    f"starting {blob[:8]!r} ({str(reason)[:160]})",
+                ) from None
+        raise ServingError("INTERNAL", f"{where}: decoding failed. Received: items={len(blobs)}")
 
     return convert
 

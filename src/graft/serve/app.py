@@ -112,8 +112,11 @@ def _error(exc: ServingError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, exc.http_status, headers=headers)
 
 
-def _json(payload: dict) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+def _json(payload: dict, version: int | None = None) -> Response:
+    headers = {"X-Model-Version": str(version)} if version is not None else None
+    return Response(
+        json.dumps(payload, separators=(",", ":")), media_type="application/json", headers=headers
+    )
 
 
 def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
@@ -239,9 +242,9 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
                 outputs = await asyncio.wrap_future(future)
                 rows = len(next(iter(arrays.values())))
                 if verb == "classify":
-                    return _json({"results": _classify_results(outputs, rows)})
+                    return _json({"results": _classify_results(outputs, rows)}, found.version)
                 payload = await run_in_threadpool(format_response, outputs, columnar, rows)
-                return _json(payload)
+                return _json(payload, found.version)
             raise ServingError(
                 "UNAVAILABLE",
                 f"{model_name} is swapping versions; retry. Received: model={model_name!r}",

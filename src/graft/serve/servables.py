@@ -139,12 +139,14 @@ def _image_convert(size: tuple[int, int], sig_name: str) -> Callable:
                 decode_batch([blob], (h, w))
             except Exception as exc:
                 lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-                reason = next((ln for ln in lines if "image" in ln.lower()), lines[-1:] or [""])
+                reason = next(
+                    (ln for ln in lines if "image" in ln.lower()), lines[-1] if lines else ""
+                )
                 raise ServingError(
                     "INVALID_ARGUMENT",
                     f"{where}: item {i} is not an image TensorFlow can decode; send JPEG, PNG, "
                     f'GIF or BMP bytes as {{"b64": ...}}. Received: {len(blob)} bytes '
-                    f"starting {blob[:8]!r} ({str(reason)[:160]})",
+                    f"starting {blob[:8]!r} ({reason[:160]})",
                 ) from None
         raise ServingError("INTERNAL", f"{where}: decoding failed. Received: items={len(blobs)}")
 

@@ -48,6 +48,16 @@ class Version:
         }
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a request uses, taken under the manager's lock: an unload cannot pull it away
+    halfway (a stopped batcher answers ``Retired`` and the request looks again)."""
+
+    version: int
+    servable: Servable
+    batcher: Batcher
+
+
 @dataclass
 class Model:
     config: ModelConfig
@@ -217,7 +227,7 @@ class Manager:
             )
         return model
 
-    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Version:
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Served:
         """The AVAILABLE version a request goes to: the given one, the label's, or the highest.
 
         Raises:
@@ -244,7 +254,7 @@ class Manager:
                         f"is {state}. Available: {[v.version for v in model.available()]}. "
                         f"Received: version={version}",
                     )
-                return found
+                return Served(found.version, found.servable, found.batcher)
             available = model.available()
             if not available:
                 loading = any(v.state == "LOADING" for v in model.versions.values())
@@ -255,7 +265,8 @@ class Manager:
                     + f" (see GET /v1/models/{name}). Received: model={name!r}",
                     retry_after=1 if loading else None,
                 )
-            return available[-1]
+            latest = available[-1]
+            return Served(latest.version, latest.servable, latest.batcher)
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list:
         """``model_version_status`` entries, newest first.

@@ -78,7 +78,11 @@ def test_status_and_metadata_have_tf_servings_shape(served):
     status = httpx.get(f"{served.url}/v1/models/digits").json()
     assert status == {
         "model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
         ]
     }
     assert httpx.get(f"{served.url}/v1/models/digits/versions/1").json() == status

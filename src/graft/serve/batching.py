@@ -171,7 +171,13 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
-            self._run(batch)
+            try:
+                self._run(batch)
+            except Exception as exc:  # the worker must outlive any batch
+                log.exception("batch failed on %s", self.name)
+                for task in batch:
+                    if not task.future.done():
+                        task.future.set_exception(model_error(exc))
 
     def _run(self, batch: list[_Task]) -> None:
         tasks = [t for t in batch if t.future.set_running_or_notify_cancel()]
@@ -193,6 +199,9 @@ class Batcher:
             return
         self.batches += 1
         self.rows += sum(t.rows for t in tasks)
+        if len(tasks) == 1:  # whole outputs: non-batchable signatures may have no batch axis
+            tasks[0].future.set_result(outputs)
+            return
         start = 0
         for task in tasks:
             end = start + task.rows

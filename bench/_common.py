@@ -8,6 +8,22 @@ import platform
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def digits_module() -> Path:
+    """The digits classifier from ``make demo`` (EfficientNet-Lite0 + head), trained here with
+    the demo's settings if ``runs/digits-demo`` is missing."""
+    import graft
+    from graft.data.samples import write_digits_folder
+
+    module = ROOT / "runs" / "digits-demo" / "module"
+    if not module.is_dir():
+        data = ROOT / "data" / "digits"
+        if not data.is_dir():
+            write_digits_folder(data)
+        graft.train(data, "efficientnet_lite0.imagenet", epochs=10, out=module.parent)
+    return module
 
 
 def machine(packages: tuple[str, ...] = ("tensorflow", "keras", "ai-edge-litert")) -> str:

@@ -23,26 +23,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HERE, machine, write_section  # noqa: E402
+from _common import HERE, digits_module, machine, write_section  # noqa: E402
 from _topics import write_topics_csv  # noqa: E402
 
-ROOT = HERE.parent
 WORK = HERE / ".work" / "export"
 FORMATS = "keras,saved_model,tflite,onnx"
 QUANTIZE = "float,dynamic,float16,int8,qat"
-
-
-def digits_module() -> Path:
-    import graft
-    from graft.data.samples import write_digits_folder
-
-    module = ROOT / "runs" / "digits-demo" / "module"
-    if not module.is_dir():  # the demo's training step, same settings
-        data = ROOT / "data" / "digits"
-        if not data.is_dir():
-            write_digits_folder(data)
-        graft.train(data, "efficientnet_lite0.imagenet", epochs=10, out=module.parent)
-    return module
 
 
 def text_module() -> Path:

@@ -24,30 +24,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sigterm_lets_requests_in_flight_finish(tiny_module, digit_files, tmp_path):
-    root = tmp_path / "models"
-    add_version(root, "digits", 1, tiny_module)
+def _start(root, tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``graft serve`` in its own process, once /readyz says every model is AVAILABLE."""
     port = _free_port()
     env = {**os.environ, "GRAFT_HOME": str(tmp_path / "home")}
     cmd = [
         sys.executable, "-m", "graft.cli.main", "serve", "--model-dir", str(root),
-        "--host", "127.0.0.1", "--port", str(port), "--batch-timeout-ms", "1500",
-        "--max-batch-size", "64",
+        "--host", "127.0.0.1", "--port", str(port), *extra,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "graft serve did not become ready"
-            time.sleep(0.2)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("graft serve did not become ready")
+        time.sleep(0.2)
 
+
+def test_sigterm_lets_requests_in_flight_finish(tiny_module, digit_files, tmp_path):
+    root = tmp_path / "models"
+    add_version(root, "digits", 1, tiny_module)
+    proc, url = _start(root, tmp_path, "--batch-timeout-ms", "1500", "--max-batch-size", "64")
+    try:
         body = {"instances": [{"b64": base64.b64encode(image_bytes(digit_files[5])).decode()}]}
         results: list = []
 
@@ -76,6 +81,26 @@ def test_sigterm_lets_requests_in_flight_finish(tiny_module, digit_files, tmp_pa
     assert "REST API at http://127.0.0.1" in output
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/healthz")
+
+
+def test_several_workers_all_answer(tiny_module, digit_files, tmp_path):
+    root = tmp_path / "models"
+    add_version(root, "digits", 1, tiny_module)
+    proc, url = _start(root, tmp_path, "--workers", "2")
+    body = {"instances": [{"b64": base64.b64encode(image_bytes(digit_files[2])).decode()}]}
+    try:
+        deadline = time.monotonic() + 120
+        codes = []
+        while len(codes) < 20 or codes[-20:] != [200] * 20:  # both workers ready
+            r = httpx.post(f"{url}/v1/models/digits:predict", json=body, timeout=30)
+            assert r.status_code in (200, 503), r.text
+            codes.append(r.status_code)
+            assert time.monotonic() < deadline
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        output = proc.stdout.read().decode()
+    assert output.count("Started server process") == 2, output
 
 
 def test_cli_refuses_bad_options(tmp_path):

@@ -154,10 +154,10 @@ def serve(
     server = DrainingServer(config)
     where = options.model_dir or options.model_config_file
     print(f"graft serve: models from {where}, REST API at http://{host}:{port}/v1/models/<name>")
-    if workers > 1:
+    if workers > 1:  # each worker process runs its own uvicorn Server, and drains the same way
         from uvicorn.supervisors import Multiprocess
 
         sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
     else:
         server.run()

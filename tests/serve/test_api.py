@@ -120,6 +120,7 @@ def test_bad_requests_get_tf_serving_errors(served, digit_files):
     _error(post(b'{"instances": [1], "inputs": [1]}'), 400, "exactly one")
     _error(post(b'{"instances": [[0.5, 0.5]]}'), 400, "shape (?, 16, 16, 3)", "(1, 2)")
     _error(post(b'{"instances": [{"b64": "!!"}]}'), 400, "not valid base64")
+    _error(post(b'{"inputs": []}'), 400, "at least one image")
     _error(post(b'{"instances": [{"b64": "AAAA"}]}'), 400, "item 0 is not an image")
     _error(post(b'{"instances": [[[[0.5, 0.5, 0.5]]]], "extra": 1}'), 400, "Received: keys=")
     _error(post(b'{"instances": [1], "signature_name": 3}'), 400, "must be a string")

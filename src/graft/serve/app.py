@@ -10,6 +10,7 @@ Errors are ``{"error": "..."}`` with TF Serving's status mapping (400, 404, 413,
 """
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -184,32 +185,14 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
             }
         )
 
-    @app.get("/v1/models/{model_name}", responses=_ERRORS)
-    def model_status(model_name: str):
-        return status(model_name)
+    async def get_status(request, model_name, version, label):
+        return await run_in_threadpool(status, model_name, version, label)
 
-    @app.get("/v1/models/{model_name}/versions/{version}", responses=_ERRORS)
-    def version_status(model_name: str, version: str):
-        return status(model_name, version=_version(version))
-
-    @app.get("/v1/models/{model_name}/labels/{label}", responses=_ERRORS)
-    def label_status(model_name: str, label: str):
-        return status(model_name, label=label)
-
-    @app.get("/v1/models/{model_name}/metadata", responses=_ERRORS)
-    def model_metadata(model_name: str):
-        return metadata(model_name)
-
-    @app.get("/v1/models/{model_name}/versions/{version}/metadata", responses=_ERRORS)
-    def version_metadata(model_name: str, version: str):
-        return metadata(model_name, version=_version(version))
-
-    @app.get("/v1/models/{model_name}/labels/{label}/metadata", responses=_ERRORS)
-    def label_metadata(model_name: str, label: str):
-        return metadata(model_name, label=label)
+    async def get_metadata(request, model_name, version, label):
+        return await run_in_threadpool(metadata, model_name, version, label)
 
     # -- inference --------------------------------------------------------------------------
-    async def infer(request: Request, model_name, version, label, verb):
+    async def infer(request: Request, model_name, version, label, *, verb):
         _name(model_name)
         doc = parse_json(await request.body())
         signature_name = doc.get("signature_name")
@@ -254,8 +237,11 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
             app.state.inflight -= 1
 
     for suffix in ("", "/versions/{version}", "/labels/{label}"):
+        _add_route(app, "GET", suffix, "", get_status)
+        _add_route(app, "GET", suffix, "/metadata", get_metadata)
         for verb, extra in (("predict", _PREDICT_BODY), ("classify", _CLASSIFY_BODY)):
-            _add_infer_route(app, infer, suffix, verb, extra)
+            call = functools.partial(infer, verb=verb)
+            _add_route(app, "POST", suffix, f":{verb}", call, extra)
 
     @app.get("/healthz")
     def healthz():
@@ -273,28 +259,31 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
     return app
 
 
-def _add_infer_route(app: FastAPI, infer, suffix: str, verb: str, extra: dict) -> None:
-    path = f"/v1/models/{{model_name}}{suffix}:{verb}"
+def _add_route(app: FastAPI, method: str, suffix: str, tail: str, call, extra=None) -> None:
+    """Registers ``/v1/models/{model_name}{suffix}{tail}``; ``call(request, model_name,
+    version, label)`` gets the version as an int (400 when it is not one)."""
     if suffix.startswith("/versions"):
 
         async def handler(request: Request, model_name: str, version: str):
-            return await infer(request, model_name, _version(version), None, verb)
+            return await call(request, model_name, _version(version), None)
 
     elif suffix.startswith("/labels"):
 
         async def handler(request: Request, model_name: str, label: str):
-            return await infer(request, model_name, None, label, verb)
+            return await call(request, model_name, None, label)
 
     else:
 
         async def handler(request: Request, model_name: str):
-            return await infer(request, model_name, None, None, verb)
+            return await call(request, model_name, None, None)
 
-    name = f"{verb}_{suffix.split('/')[1] if suffix else 'latest'}"
+    scope = suffix.split("/")[1] if suffix else "latest"
+    action = {"": "status", "/metadata": "metadata"}.get(tail, tail.lstrip(":"))
+    name = f"{action}_{scope}"
     app.add_api_route(
-        path,
+        f"/v1/models/{{model_name}}{suffix}{tail}",
         handler,
-        methods=["POST"],
+        methods=[method],
         name=name,
         operation_id=name,
         responses=_ERRORS,

@@ -130,6 +130,10 @@ def _image_convert(size: tuple[int, int], sig_name: str) -> Callable:
                 )
             return arr
         blobs = to_array(value, TensorInfo("inputs", "string", (-1,)), where)
+        if not len(blobs):
+            raise ServingError(
+                "INVALID_ARGUMENT", f"{where} needs at least one image. Received: value=[]"
+            )
         try:
             return decode_batch(list(blobs), (h, w))
         except Exception:  # TensorFlow raises InvalidArgumentError for bad images

@@ -63,6 +63,20 @@ class Model:
     config: ModelConfig
     versions: dict[int, Version] = field(default_factory=dict)
 
+    def labelled(self, label: str) -> int:
+        """The version ``label`` points to.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown label.
+        """
+        if label not in self.config.labels:
+            raise ServingError(
+                "NOT_FOUND",
+                f"Unrecognized servable version label: {label}. Labels of "
+                f"{self.config.name}: {sorted(self.config.labels)}. Received: label={label!r}",
+            )
+        return self.config.labels[label]
+
     def available(self) -> list[Version]:
         return sorted(
             (v for v in self.versions.values() if v.state == "AVAILABLE"),
@@ -237,13 +251,7 @@ class Manager:
         with self._lock:
             model = self._model(name)
             if label is not None:
-                if label not in model.config.labels:
-                    raise ServingError(
-                        "NOT_FOUND",
-                        f"Unrecognized servable version label: {label}. Labels of {name}: "
-                        f"{sorted(model.config.labels)}. Received: label={label!r}",
-                    )
-                version = model.config.labels[label]
+                version = model.labelled(label)
             if version is not None:
                 found = model.versions.get(version)
                 if found is None or found.state != "AVAILABLE":
@@ -277,13 +285,7 @@ class Manager:
         with self._lock:
             model = self._model(name)
             if label is not None:
-                if label not in model.config.labels:
-                    raise ServingError(
-                        "NOT_FOUND",
-                        f"Unrecognized servable version label: {label}. Labels of {name}: "
-                        f"{sorted(model.config.labels)}. Received: label={label!r}",
-                    )
-                version = model.config.labels[label]
+                version = model.labelled(label)
             if version is not None:
                 if version not in model.versions:
                     raise ServingError(

@@ -93,8 +93,6 @@ class Batcher:
         self._queue: deque[_Task] = deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self.batches = 0
-        self.rows = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -129,9 +127,6 @@ class Batcher:
             self._queue.append(task)
             self._cond.notify()
         return task.future
-
-    def queued(self) -> int:
-        return len(self._queue)
 
     def stop(self, wait: bool = True) -> None:
         """Takes no new requests; the ones queued still run."""
@@ -197,8 +192,6 @@ class Batcher:
                 return
             tasks[0].future.set_exception(model_error(exc))
             return
-        self.batches += 1
-        self.rows += sum(t.rows for t in tasks)
         if len(tasks) == 1:  # whole outputs: non-batchable signatures may have no batch axis
             tasks[0].future.set_result(outputs)
             return

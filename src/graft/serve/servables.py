@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,6 @@ class Servable:
     labels: tuple[str, ...] = ()
     kind: str = "savedmodel"
     warmup: Callable[[], None] | None = None
-    close: Callable[[], None] = field(default=lambda: None)
 
     def signature(self, name: str | None) -> Signature:
         name = name or "serving_default"

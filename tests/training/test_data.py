@@ -56,6 +56,15 @@ def test_every_format_and_mode_decodes(tmp_path):
     assert 0.0 <= batch.min() and batch.max() <= 1.0 and batch.std() > 0.1
 
 
+def test_an_empty_batch_decodes_and_the_decoder_still_works(tmp_path):
+    from graft.data.images import decode_batch
+
+    Image.new("RGB", (9, 7), (255, 0, 0)).save(tmp_path / "red.png")
+    assert decode_batch([], (5, 5)).shape == (0, 5, 5, 3)
+    red = decode_batch([image_bytes(tmp_path / "red.png")], (5, 5))
+    np.testing.assert_allclose(red[0, 2, 2], [1.0, 0.0, 0.0])
+
+
 def test_decoding_matches_pillow(tmp_path):
     """TF decoding of a PNG equals Pillow's pixels (no resize), so reports show what was fed."""
     path = tmp_path / "x.png"

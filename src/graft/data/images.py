@@ -80,10 +80,18 @@ _BATCH_DECODERS: dict = {}
 
 def decode_batch(blobs: list[bytes], size: tuple[int, int]):
     """Decodes encoded images to a float32 ``(n, h, w, 3)`` NumPy batch in [0, 1] in one
-    compiled TensorFlow call."""
+    compiled TensorFlow call.
+
+    The input is always given as a string tensor: ``tf.constant([])`` would be float32, and a
+    ``tf.function`` whose input signature rejects an argument keeps its lock (TF 2.21), so every
+    later call of that decoder would hang.
+    """
+    import numpy as np
     import tensorflow as tf
 
     size = tuple(size)
+    if not len(blobs):
+        return np.zeros((0, *size, 3), np.float32)
     if size not in _BATCH_DECODERS:
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
@@ -96,7 +104,7 @@ def decode_batch(blobs: list[bytes], size: tuple[int, int]):
             )
 
         _BATCH_DECODERS[size] = decode
-    return _BATCH_DECODERS[size](tf.constant(blobs)).numpy()
+    return _BATCH_DECODERS[size](tf.constant(list(blobs), dtype=tf.string)).numpy()
 
 
 def load_images(paths, size: tuple[int, int]):

@@ -46,45 +46,39 @@ _ERROR = {
     },
 }
 _ERRORS = {code: _ERROR for code in (400, 404, 413, 429, 503)}
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "signature_name": {"type": "string"},
-                        "instances": {"type": "array", "minItems": 1, "items": {}},
-                        "inputs": {},
-                    },
-                    "additionalProperties": False,
-                },
-                "example": {"instances": [{"b64": "iVBORw0KGgo="}]},
-            }
+
+
+def _json_body(schema: dict, example: dict) -> dict:
+    """``openapi_extra`` declaring a required JSON request body (the handlers read it raw)."""
+    content = {"application/json": {"schema": schema, "example": example}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+_PREDICT_BODY = _json_body(
+    {
+        "type": "object",
+        "properties": {
+            "signature_name": {"type": "string"},
+            "instances": {"type": "array", "minItems": 1, "items": {}},
+            "inputs": {},
         },
-    }
-}
-_CLASSIFY_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "signature_name": {"type": "string"},
-                        "context": {"type": "object"},
-                        "examples": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-                    },
-                    "required": ["examples"],
-                    "additionalProperties": False,
-                },
-                "example": {"examples": [{"inputs": {"b64": "iVBORw0KGgo="}}]},
-            }
+        "additionalProperties": False,
+    },
+    {"instances": [{"b64": "iVBORw0KGgo="}]},
+)
+_CLASSIFY_BODY = _json_body(
+    {
+        "type": "object",
+        "properties": {
+            "signature_name": {"type": "string"},
+            "context": {"type": "object"},
+            "examples": {"type": "array", "minItems": 1, "items": {"type": "object"}},
         },
-    }
-}
+        "required": ["examples"],
+        "additionalProperties": False,
+    },
+    {"examples": [{"inputs": {"b64": "iVBORw0KGgo="}}]},
+)
 
 
 def _name(model_name: str) -> str:

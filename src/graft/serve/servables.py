@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from graft.serve.status import ServingError
-from graft.serve.tensors import TensorInfo, to_array
+from graft.serve.tensors import DTYPES, TensorInfo, to_array
 
 log = logging.getLogger(__name__)
 PREDICT = "tensorflow/serving/predict"
@@ -77,12 +77,9 @@ class Signature:
 
 @dataclass
 class Servable:
-    """A loaded version: its signatures, labels (classifiers) and a warm-up call."""
+    """A loaded version: its signatures and a warm-up call."""
 
-    path: Path
     signatures: dict[str, Signature]
-    labels: tuple[str, ...] = ()
-    kind: str = "savedmodel"
     warmup: Callable[[], None] | None = None
 
     def signature(self, name: str | None) -> Signature:
@@ -221,10 +218,7 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
             convert=_text_convert("serving_default"),
         )
         return Servable(
-            path,
             {"serving_default": sig},
-            tuple(labels),
-            kind="graft-text",
             warmup=lambda: run({"inputs": np.array(["warm-up"], dtype=object)}),
         )
 
@@ -246,10 +240,7 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
             name, {"inputs": declared}, outputs, run, convert=_image_convert(size, name)
         )
     return Servable(
-        path,
         signatures,
-        tuple(labels),
-        kind="graft-image",
         warmup=lambda: run({"inputs": np.zeros((1, *size, 3), np.float32)}),
     )
 
@@ -269,7 +260,7 @@ def _image_engine(core, manifest, runtime: str) -> Callable[[np.ndarray], np.nda
 
     h, w = manifest.inputs.size
     call = tf.function(core, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
-    return lambda batch: call(tf.constant(batch)).numpy()
+    return lambda batch: call(tf.constant(batch, tf.float32)).numpy()
 
 
 def _tensor_info(name: str, proto) -> TensorInfo:
@@ -297,10 +288,6 @@ def load_saved_model(path: Path) -> Servable:
         (m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags), proto.meta_graphs[0]
     )
     loaded = tf.saved_model.load(str(path), tags=["serve"])
-    labels: tuple[str, ...] = ()
-    labels_file = path / "assets" / "labels.txt"
-    if labels_file.is_file():
-        labels = tuple(labels_file.read_text(encoding="utf-8").splitlines())
     signatures = {}
     for name, sig_def in graph.signature_def.items():
         if name.startswith("__") or name not in loaded.signatures:
@@ -308,7 +295,7 @@ def load_saved_model(path: Path) -> Servable:
         fn = loaded.signatures[name]
         inputs = {k: _tensor_info(k, v) for k, v in sig_def.inputs.items()}
         outputs = {k: _tensor_info(k, v) for k, v in sig_def.outputs.items()}
-        unsupported = [k for k, v in {**inputs, **outputs}.items() if v.dtype not in DTYPE_OK]
+        unsupported = [k for k, v in {**inputs, **outputs}.items() if v.dtype not in DTYPES]
         if unsupported:
             log.warning("signature %s of %s skipped: dtypes of %s", name, path, unsupported)
             continue
@@ -337,7 +324,7 @@ def load_saved_model(path: Path) -> Servable:
             "INVALID_ARGUMENT",
             f"The SavedModel has no servable signature. Received: path={str(path)!r}",
         )
-    return Servable(path, signatures, labels, kind="savedmodel", warmup=_warmup(signatures))
+    return Servable(signatures, warmup=_warmup(signatures))
 
 
 def _warmup(signatures: dict[str, Signature]) -> Callable[[], None] | None:
@@ -349,23 +336,6 @@ def _warmup(signatures: dict[str, Signature]) -> Callable[[], None] | None:
     if any(i.dtype == "string" or -1 in i.shape[1:] for i in sig.inputs.values()):
         return None
     return lambda: sig.run({k: np.zeros((1, *i.shape[1:]), i.dtype) for k, i in sig.inputs.items()})
-
-
-DTYPE_OK = {
-    "float16",
-    "float32",
-    "float64",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "bool",
-    "string",
-}
 
 
 def load_version(path: Path, runtime: str = "auto") -> Servable:

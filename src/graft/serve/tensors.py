@@ -316,7 +316,7 @@ def format_response(outputs: dict[str, np.ndarray], columnar: bool, rows: int) -
     """``{"predictions": [...]}`` (one entry per row) or ``{"outputs": ...}``.
 
     Raises:
-        ServingError: INTERNAL if an output lacks the batch dimension in row format.
+        ServingError: INVALID_ARGUMENT if an output lacks the batch dimension in row format.
     """
     if columnar:
         if len(outputs) == 1:

@@ -38,7 +38,6 @@ class Version:
     fingerprint: tuple = ()
     servable: Servable | None = None
     batcher: Batcher | None = None
-    load_seconds: float = 0.0
 
     def status(self) -> dict:
         return {
@@ -126,7 +125,6 @@ class Manager:
         self._loader = ThreadPoolExecutor(load_threads, thread_name_prefix="graft-load")
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self.config_error = ""
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,9 +156,7 @@ class Manager:
     def poll(self) -> None:
         try:
             configs = self.source()
-            self.config_error = ""
         except Exception as exc:
-            self.config_error = str(exc)
             log.error("model config not reloaded: %s", exc)
             return
         with self._lock:
@@ -206,13 +202,12 @@ class Manager:
             return
         with self._lock:
             version.servable, version.batcher = servable, batcher
-            version.load_seconds = time.monotonic() - start
             version.state = "AVAILABLE"
             log.info(
                 "version %s of %s is AVAILABLE (%.1f s)",
                 version.version,
                 version.model,
-                version.load_seconds,
+                time.monotonic() - start,
             )
             self._reconcile(model)
 

@@ -69,7 +69,7 @@ class FeatureExtractor:
         self.preprocess_key = _sha(f"{self.kind}|{size}|{self._decoder_version()}".encode())[:16]
         self.cache_dir = config.graft_home() / "features" / self.model_sha / self.preprocess_key
         self._model = model
-        self._interpreter = None
+        self._engine = None
 
     def _decoder_version(self) -> str:
         from graft.data.images import DECODER_VERSION
@@ -91,11 +91,11 @@ class FeatureExtractor:
         return tflite_file(self.keras_model(), self.model_sha)
 
     def _run_tflite(self, batch: np.ndarray) -> np.ndarray:
-        if self._interpreter is None:
+        if self._engine is None:
             from graft._engines import TFLiteEngine
 
-            self._interpreter = TFLiteEngine(self.tflite_path(), self.threads)
-        return self._interpreter(batch)
+            self._engine = TFLiteEngine(self.tflite_path(), self.threads)
+        return self._engine(batch)
 
     def _run(self, batch) -> np.ndarray:
         if self.runtime == "tflite":

@@ -52,6 +52,9 @@ def build(spec):
             f.write(f"{os.getpid()}\n")
     if os.environ.get("TINY_ZOO_FAIL"):
         raise RuntimeError("conversion failed on purpose")
+    import keras
+
+    keras.utils.set_random_seed(1234)  # the same random backbone in every test session
     model = tiny_model()
     groups = assign_groups(model.layers, group_key)
     return Built(model=model, provenance=Provenance(source="test"), groups=groups)

@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
 
         return train
     if name == "predict":
-        from graft.training.run import predict
+        from graft.inference import predict
 
         return predict
     if name == "evaluate":

@@ -196,3 +196,43 @@ def test_unsupported_table_format(tmp_path):
     (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(InvalidArgumentError, match=r"\.csv, \.tsv or \.jsonl"):
         from_csv(tmp_path / "d.xlsx")
+
+
+def test_split_column_gives_the_splits(tmp_path):
+    rows = _rows()
+    splits = ["train", "train", "train", "Validation", "test", "train", "dev", "TEST", "train"] * 2
+    (tmp_path / "d.jsonl").write_text(
+        "\n".join(
+            json.dumps({"text": t, "label": lab, "part": part})
+            for (t, lab), part in zip(rows, splits, strict=True)
+        )
+        + "\n"
+    )
+    s = from_csv(tmp_path / "d.jsonl", split_column="part")
+    assert (len(s.train), len(s.val), len(s.test)) == (10, 4, 4)
+    expected_test = [t for (t, _), p in zip(rows, splits, strict=True) if p.lower() == "test"]
+    assert list(s.test.items) == expected_test
+
+
+def test_split_column_without_val_draws_it_from_train(tmp_path):
+    rows = _rows()
+    (tmp_path / "d.csv").write_text(
+        "text,label,split\n"
+        + "\n".join(
+            f"{t},{lab},{'test' if i % 6 == 0 else 'train'}" for i, (t, lab) in enumerate(rows)
+        )
+        + "\n"
+    )
+    s = from_csv(tmp_path / "d.csv", split_column="split")
+    assert len(s.test) == 3 and len(s.val) >= 2 and len(s.train) + len(s.val) == 15
+    assert not set(s.val.items) & set(s.test.items)
+
+
+def test_split_column_with_an_unknown_split_is_an_error(tmp_path):
+    (tmp_path / "d.csv").write_text("text,label,split\nhello,a,train\nbye,b,holdout\n")
+    with pytest.raises(
+        InvalidArgumentError, match=r"line 3.*train, val.*Received: split='holdout'"
+    ):
+        from_csv(tmp_path / "d.csv", split_column="split")
+    with pytest.raises(InvalidArgumentError, match=r"no column 'fold'.*split_column='fold'"):
+        from_csv(tmp_path / "d.csv", split_column="fold")

@@ -25,7 +25,31 @@ def test_digits_reaches_90_percent(digits_run):
     assert digits_run.metrics["accuracy"] >= 0.90
     assert digits_run.metrics["top_k_accuracy"]["3"] >= 0.97
     assert digits_run.timings["features_runtime"] == "tflite"
-    assert len(digits_run.history["head"]["val_accuracy"]) == 10
+    head = digits_run.selection["head"]
+    assert head["kind"] == "convex" and head["fitted_on"] == "train+val"
+    assert head["selection"] == "5-fold cross-validation on train+val"
+    assert digits_run.selection["kept"] == "head"
+
+
+def test_default_head_is_not_below_a_tuned_logistic_regression(digits_run):
+    """The accuracy rule, on the run's own split and cached features: scikit-learn's
+    LogisticRegression with C picked on the validation split is not better (2 examples of
+    slack on 179)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from graft.training.features import FeatureExtractor
+
+    splits = json.loads((digits_run.directory / "splits.json").read_text())
+    fx = FeatureExtractor(graft.models.materialize("efficientnet_lite0.imagenet"))
+    x = {n: fx(splits[n]["items"]) for n in ("train", "val", "test")}
+    y = {n: np.asarray(splits[n]["labels"]) for n in ("train", "val", "test")}
+    best = None
+    for c in np.logspace(-3, 3, 7):
+        clf = LogisticRegression(C=c, max_iter=3000).fit(x["train"], y["train"])
+        score = (clf.predict(x["val"]) == y["val"]).mean()
+        if best is None or score > best[0]:
+            best = (score, (clf.predict(x["test"]) == y["test"]).mean())
+    assert digits_run.metrics["accuracy"] >= best[1] - 2 / 179
 
 
 def test_run_folder_has_every_output(digits_run):
@@ -37,13 +61,12 @@ def test_run_folder_has_every_output(digits_run):
         "misclassified.csv",
         "confusion_matrix.csv",
         "confusion_matrix.png",
-        "curves.png",
+        "selection.png",
         "config.json",
         "splits.json",
         "run.json",
     ):
         assert (d / name).is_file(), name
-    assert list((d / "tensorboard" / "head").glob("events.out.tfevents.*"))
     metrics = json.loads((d / "metrics.json").read_text())
     assert metrics["accuracy"] == digits_run.metrics["accuracy"]
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["examples"] == 179
@@ -126,6 +149,7 @@ def test_report_renders_in_chromium(digits_run, tmp_path):
     dom = dump_dom(browser, html, tmp_path)
     assert f"{digits_run.metrics['accuracy'] * 100:.2f}%" in dom
     assert dom.count('src="data:image/png;base64,') >= 2 + 1  # plots + thumbnails
+    assert "Model selection" in dom and "5-fold cross-validation" in dom
     shot = screenshot(browser, html, tmp_path / "report.png")
     from PIL import Image
 
@@ -201,36 +225,120 @@ def test_text_classifier_on_minilm(_shared_zoo_home, tmp_path, monkeypatch):
     assert manifest.task == "text-classifier" and manifest.labels == ("cooking", "sport", "weather")
 
 
-def test_fine_tuning_changes_only_top_blocks(tmp_path):
-    """Stage 2 on the tiny test backbone: top block weights move, the rest and BN stay."""
+def _bright_dark(folder: Path, per_class: int = 12, levels=(40, 210)) -> Path:
     from PIL import Image
 
+    rng = np.random.default_rng(0)
+    for label, brightness in zip(("dark", "light"), levels, strict=True):
+        (folder / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(brightness, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / label / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("augment", ["none", "default"])
+def test_fine_tuning_changes_only_top_blocks(tmp_path, augment):
+    """Stage 2 on the tiny test backbone, both paths (cached block activations without
+    augmentation, end to end with it): top block weights move, the rest and BN stay, and the
+    head starts from its trained weights."""
+    from graft.data import from_folder
+    from graft.handles import resolve
+    from graft.module.io import load
+    from graft.training.finetune import fine_tune
+    from graft.training.head import build_head
+    from graft.training.run import TrainConfig
     from tests import _tiny_zoo  # noqa: F401
 
-    rng = np.random.default_rng(0)
-    for label, brightness in (("dark", 40), ("light", 210)):
-        (tmp_path / "d" / label).mkdir(parents=True)
-        for i in range(12):
-            pixels = np.clip(rng.normal(brightness, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "d" / label / f"{i}.png")
+    splits = from_folder(_bright_dark(tmp_path / "d"), val_fraction=0.25, test_fraction=0.25)
+    backbone_dir = resolve("tiny_cnn.test")
+    loaded = load(backbone_dir)
+    before = {w.path: w.numpy().copy() for w in loaded.model.weights}
+    head = build_head(8, 2, dropout=0.0)
+    head_before = [w.copy() for w in head.get_weights()]
+    onehot = {n: np.eye(2, dtype="float32")[list(p.labels)] for n, p in splits.named().items()}
+    config = TrainConfig(
+        model="tiny_cnn.test", fine_tune_blocks=1, fine_tune_epochs=2, augment=augment
+    )
+    result = fine_tune(
+        run_dir=tmp_path / "run",
+        config=config,
+        splits=splits,
+        backbone_dir=backbone_dir,
+        backbone=loaded.model,
+        groups=loaded.manifest.groups,
+        head=head,
+        onehot=onehot,
+        resume=False,
+        on_epoch=None,
+        pruning_for=lambda e, s: None,
+    )
+    assert len(result.history["loss"]) == 2
+    assert result.info["path"].startswith("cached" if augment == "none" else "end to end")
+    after = {w.path: w.numpy() for w in result.backbone.weights}
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert changed == {"top_conv/kernel", "top_conv/bias"}
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(head_before, head.get_weights(), strict=True)
+    )
+    assert (tmp_path / "run" / "checkpoints" / "finetune_best.weights.h5").is_file()
+    if augment == "none":  # the activations below top_conv were cached like features
+        assert list((Path(os.environ["GRAFT_HOME"]) / "features").rglob("at-top_conv/*/*.npy"))
+
+
+def test_a_fine_tuned_model_no_better_than_the_head_is_discarded(tmp_path):
+    """Fine-tuning that cannot beat a perfect head (a tie on validation): the head alone is
+    kept, the module holds the untouched backbone, and run.json and the report say why."""
+    from tests import _tiny_zoo  # noqa: F401
+
     base = graft.load("tiny_cnn.test")
     before = {w.path: w.numpy().copy() for w in base.weights}
     run = graft.train(
-        tmp_path / "d",
+        _bright_dark(tmp_path / "d", per_class=16),
         "tiny_cnn.test",
         out=tmp_path / "run",
-        epochs=3,
         fine_tune_blocks=1,
         fine_tune_epochs=2,
+        fine_tune_lr=50.0,
+        augment="none",
         val_fraction=0.25,
         test_fraction=0.25,
     )
-    assert len(run.history["finetune"]["loss"]) == 2
+    selection = run.selection
+    assert selection["finetune"]["val_accuracy"] <= selection["head"]["val_accuracy"] == 1.0
+    assert selection["kept"] == "head" and "discarded" in selection["reason"]
+    assert selection["finetune"]["start_val_accuracy"] == selection["head"]["val_accuracy"]
     tuned = graft.load(run.module_dir).get_layer("tiny_cnn")
-    after = {w.path: w.numpy() for w in tuned.weights}
-    changed = {p for p in before if not np.array_equal(before[p], after[p])}
-    assert changed == {"top_conv/kernel", "top_conv/bias"}
-    assert (run.directory / "checkpoints" / "finetune_best.weights.h5").is_file()
+    for w in tuned.weights:
+        np.testing.assert_array_equal(w.numpy(), before[w.path])
+    saved = json.loads((run.directory / "run.json").read_text())["selection"]
+    assert saved["kept"] == "head"
+    assert "fine-tuned weights were discarded" in (run.directory / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_where_the_head_ended(_shared_zoo_home, digits_dir, tmp_path):
+    """On real data and the real backbone: the first validation score of the fine-tune stage,
+    before any step, is the head's (its weights really are carried over); a learning rate that
+    wrecks the top block then scores worse, and the head alone is kept."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAFT_HOME", str(_shared_zoo_home))
+        run = graft.train(
+            digits_dir,
+            out=tmp_path / "run",
+            fine_tune_blocks=1,
+            fine_tune_epochs=1,
+            fine_tune_lr=0.5,
+            augment="none",
+        )
+    head, tune = run.selection["head"], run.selection["finetune"]
+    assert head["fitted_on"] == "train"  # the validation split stays clean for the choice
+    assert abs(tune["start_val_accuracy"] - head["val_accuracy"]) <= 0.01
+    assert tune["path"].startswith("cached activations below top_conv")
+    assert tune["val_accuracy"] < head["val_accuracy"] - 0.05
+    assert run.selection["kept"] == "head"
+    assert run.selection["head"]["fitted_on"] == "train"
+    assert run.metrics["accuracy"] > 0.9  # the refitted head, not the wrecked network
 
 
 def _state(run_dir: Path) -> dict:
@@ -243,6 +351,7 @@ def _state(run_dir: Path) -> dict:
 def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp_path):
     env = {**os.environ, "GRAFT_HOME": str(_shared_zoo_home)}
     args = [sys.executable, "-m", "graft.cli.main", "train", str(digits_dir), "--epochs", "40"]
+    args += ["--head", "sgd"]
     killed, full = tmp_path / "killed", tmp_path / "full"
     proc = subprocess.Popen(
         [*args, "--out", str(killed)],
@@ -271,6 +380,7 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not [p for p in killed.rglob(".*") if p.is_file()]
+    assert list((killed / "tensorboard" / "head").glob("events.out.tfevents.*"))
     straight = subprocess.run(
         [*args, "--out", str(full)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
@@ -308,6 +418,11 @@ def test_resume_needs_a_run(tmp_path, digits_dir):
         ({"dropout": 1.5}, r"dropout and label_smoothing must be in \[0, 1\)"),
         ({"fine_tune_blocks": 1, "fine_tune_layers": 4}, r"not both"),
         ({"fine_tune_blocks": 99}, r"has 18 blocks \(stem, block1a.*fine_tune_blocks=99"),
+        ({"head": "svm"}, r"head must be 'auto'.*Received: head='svm'"),
+        ({"head": "convex", "hidden_units": 8}, r"need head='sgd'.*hidden_units=8"),
+        ({"augment": "flip"}, r"Unknown augmentation policy.*none: .*Received: augment='flip'"),
+        ({"folds": 1}, r"folds must be 0 .* or at least 2.*Received: folds=1"),
+        ({"class_weight": "yes"}, r"'auto', 'balanced' or 'none'.*Received: class_weight='yes'"),
     ],
 )
 def test_bad_settings(zoo_home, digits_dir, tmp_path, kwargs, pattern):
@@ -321,3 +436,32 @@ def test_text_data_with_image_backbone(zoo_home, tmp_path):
     path.write_text("text,label\n" + "".join(f"x{i},{'ab'[i % 2]}\n" for i in range(20)))
     with pytest.raises(InvalidArgumentError, match=r"takes image input but the data is text"):
         graft.train(path, out=tmp_path / "r")
+
+
+def test_folds_test_every_example_once_and_report_mean_and_sd(
+    _shared_zoo_home, digits_dir, tmp_path
+):
+    out = tmp_path / "cv"
+    result = _graft_cli(
+        "train", str(digits_dir), "--folds", "3", "--out", str(out), home=_shared_zoo_home
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    folds = run["folds"]
+    assert folds["k"] == 3 and len(folds["per_fold"]) == 3
+    assert sum(f["test"] for f in folds["per_fold"]) == 1797
+    accuracies = [f["accuracy"] for f in folds["per_fold"]]
+    assert folds["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert folds["accuracy_sd"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert min(accuracies) > 0.88
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["examples"] == 1797 and metrics["folds"]["k"] == 3  # out-of-fold, pooled
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len({r["item"] for r in rows}) == 1797
+    assert f"{folds['accuracy_mean']:.4f} +- {folds['accuracy_sd']:.4f}" in result.stdout
+    html = (out / "report.html").read_text()
+    assert "Cross-validation (3 folds)" in html and html.count("<tr><td>") >= 3
+    manifest = graft.module.verify(out / "module")  # then trained on every example
+    assert manifest.metrics["cv_accuracy_mean"] == folds["accuracy_mean"]
+    final = json.loads((out / "splits.json").read_text())
+    assert len(final["train"]["items"]) + len(final["val"]["items"]) == 1797

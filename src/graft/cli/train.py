@@ -25,7 +25,14 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<time>).")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Head epochs on cached features.")] = 10,
+    head: Annotated[
+        str,
+        typer.Option(
+            help="Head fitting: auto (convex unless --hidden-units or pruning), convex "
+            "(logistic regression solved to convergence, strength by cross-validation) or sgd."
+        ),
+    ] = "auto",
+    epochs: Annotated[int, typer.Option(help="Epochs of an SGD-trained head.")] = 30,
     fine_tune_blocks: Annotated[
         int, typer.Option(help="Unfreeze this many top blocks and fine-tune end to end.")
     ] = 0,
@@ -34,14 +41,36 @@ def train(
     ] = 0,
     fine_tune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
-    lr: Annotated[float, typer.Option(help="Head learning rate.")] = 1e-2,
-    fine_tune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-4,
+    lr: Annotated[float, typer.Option(help="Learning rate of an SGD head.")] = 1e-2,
+    fine_tune_lr: Annotated[float, typer.Option(help="Peak fine-tuning learning rate.")] = 1e-4,
     hidden_units: Annotated[int, typer.Option(help="Hidden Dense layer in the head.")] = 0,
     dropout: Annotated[float, typer.Option(help="Dropout before the classifier.")] = 0.2,
-    label_smoothing: Annotated[float, typer.Option(help="Label smoothing.")] = 0.1,
+    label_smoothing: Annotated[
+        float, typer.Option(help="Label smoothing (SGD, fine-tuning).")
+    ] = 0.1,
+    class_weight: Annotated[
+        str,
+        typer.Option(help="auto (balanced when classes differ by more than 3x), balanced, none."),
+    ] = "auto",
     text_column: Annotated[str, typer.Option(help="Text column of a table.")] = "text",
     label_column: Annotated[str, typer.Option(help="Label column of a table.")] = "label",
-    augment: Annotated[bool, typer.Option(help="Augment images while fine-tuning.")] = True,
+    split_column: Annotated[
+        str | None,
+        typer.Option(help="Column of a table naming each row's split: train, val or test."),
+    ] = None,
+    augment: Annotated[
+        str,
+        typer.Option(
+            help="Augmentation while fine-tuning images: none (fastest: cached block "
+            "activations), light, default (no flips or rotations) or strong (adds them)."
+        ),
+    ] = "default",
+    no_augment: Annotated[
+        bool, typer.Option("--no-augment", help="Same as --augment none.")
+    ] = False,
+    folds: Annotated[
+        int, typer.Option(help="Cross-validate: train and test K times, report mean +- sd.")
+    ] = 0,
     prune_sparsity: Annotated[
         float, typer.Option(help="Magnitude-prune the trained kernels to this share of zeros.")
     ] = 0.0,
@@ -53,8 +82,8 @@ def train(
 ) -> None:
     """Train a classifier on a pretrained backbone and write its module and report.
 
-    Example: graft train data/flowers --model efficientnet_lite0.imagenet --epochs 10
-    --out runs/flowers --fine-tune-blocks 2
+    Example: graft train data/flowers --model efficientnet_lite0.imagenet --out runs/flowers
+    --fine-tune-blocks 2 --augment strong --folds 5
     """
     quiet_tensorflow()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -66,7 +95,9 @@ def train(
     if not resume or out is None or not (out / "splits.json").is_file():
         kwargs = {"seed": seed}
         if not data.is_dir():
-            kwargs.update(text_column=text_column, label_column=label_column)
+            kwargs.update(
+                text_column=text_column, label_column=label_column, split_column=split_column
+            )
         splits = load(str(data), **kwargs)
         console.print(
             f"Data: {len(splits.train)} train, {len(splits.val)} validation, "
@@ -97,6 +128,9 @@ def train(
             out=out,
             resume=resume,
             progress=progress,
+            head=head,
+            class_weight=class_weight,
+            folds=folds,
             epochs=epochs,
             fine_tune_blocks=fine_tune_blocks,
             fine_tune_layers=fine_tune_layers,
@@ -107,12 +141,22 @@ def train(
             hidden_units=hidden_units,
             dropout=dropout,
             label_smoothing=label_smoothing,
-            augment=augment,
+            augment="none" if no_augment else augment,
             seed=seed,
             prune_sparsity=prune_sparsity,
             prune_initial=prune_initial,
         )
+    if run.folds:
+        f = run.folds
+        per_fold = ", ".join(f"{r['accuracy']:.4f}" for r in f["per_fold"])
+        console.print(
+            f"Cross-validation, {f['k']} folds: accuracy [bold]{f['accuracy_mean']:.4f} "
+            f"+- {f['accuracy_sd']:.4f}[/] (folds: {per_fold}); the table pools the "
+            "out-of-fold predictions"
+        )
     _print_metrics(run.metrics, f"Run {run.directory}")
+    if run.selection:
+        console.print(f"Kept: {run.selection['kept']} ({run.selection['reason']})")
     timing = ", ".join(
         f"{k.removesuffix('_s')} {v:.1f}s" for k, v in run.timings.items() if k.endswith("_s")
     )

@@ -49,8 +49,8 @@ def evaluate(
         0.95
     """
     from graft.evaluation.report import write_report
+    from graft.inference import predict_probs
     from graft.module.io import load
-    from graft.training.run import predict_probs
 
     loaded = load(module_dir)
     manifest = loaded.manifest

@@ -64,3 +64,27 @@ def curves_png(history: dict[str, dict[str, list[float]]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def selection_png(scores: Sequence[dict], chosen: dict, path: Path) -> Path:
+    """Held-out accuracy and log loss against the L2 strength, one line per feature transform,
+    with the chosen point marked (the convex head's model selection)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    transforms = list(dict.fromkeys(s.get("transform", "none") for s in scores))
+    for transform in transforms:
+        rows = [s for s in scores if s.get("transform", "none") == transform]
+        lams = [s["lam"] for s in rows]
+        for ax, metric in zip(axes, ("accuracy", "log_loss"), strict=True):
+            ax.plot(lams, [s[metric] for s in rows], "o-", ms=3, label=f"{transform} features")
+    for ax, metric in zip(axes, ("accuracy", "log_loss"), strict=True):
+        ax.plot([chosen["lam"]], [chosen[metric]], "r*", ms=14, label="chosen")
+        ax.set_xscale("log")
+        ax.set_xlabel("L2 strength (per example)")
+        ax.set_ylabel(f"held-out {metric.replace('_', ' ')}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

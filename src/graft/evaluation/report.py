@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from graft.evaluation.metrics import compute_metrics
-from graft.evaluation.plots import confusion_matrix_png, curves_png
+from graft.evaluation.plots import confusion_matrix_png, curves_png, selection_png
 
 MAX_THUMBNAILS = 48
 
@@ -78,6 +78,8 @@ def write_report(
     history: dict | None = None,
     skipped: Sequence = (),
     summary: dict | None = None,
+    folds: dict | None = None,
+    selection: dict | None = None,
 ) -> EvalReport:
     """Computes metrics and writes every evaluation file into ``directory``.
 
@@ -92,6 +94,10 @@ def write_report(
         history: per-stage training logs, for the curves.
         skipped: examples left out of the data (``Skipped``), listed in the report.
         summary: extra facts for the report's header table (model, timings...).
+        folds: cross-validation figures (``accuracy_mean``, ``accuracy_sd``, ``per_fold``); the
+            other arguments then hold the out-of-fold predictions of every example.
+        selection: how the model was chosen (``run.json``'s ``selection``): the convex head's
+            held-out scores per strength are plotted (``selection.png``).
 
     Returns:
         The metrics and the folder.
@@ -100,6 +106,8 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(y_true, probs, class_names)
     metrics["skipped"] = len(skipped)
+    if folds:
+        metrics["folds"] = folds
     names = list(class_names)
     y_pred = probs.argmax(axis=1)
     top3 = np.argsort(-probs, axis=1)[:, :3]
@@ -138,6 +146,11 @@ def write_report(
     if history:
         curves_png(history, directory / "curves.png")
         images["curves"] = _b64_png(directory / "curves.png")
+    scores = (selection or {}).get("head", {}).get("scores")
+    if scores:
+        chosen = max(scores, key=lambda s: (s["accuracy"], -s["log_loss"]))
+        selection_png(scores, chosen, directory / "selection.png")
+        images["selection"] = _b64_png(directory / "selection.png")
     _write_text(directory / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
     wrong = [r for r in rows if r["true"] != r["predicted"]]
@@ -160,6 +173,7 @@ def write_report(
             class_names=names,
             confusion=list(zip(names, metrics["confusion_matrix"], strict=True)),
             exports_html="",
+            folds=folds,
         )
     )
     _write_text(directory / "report.html", html)

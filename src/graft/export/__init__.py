@@ -79,6 +79,8 @@ def _data(module_dir: Path, data) -> dict:
         parts = {name: _read_split(run_dir, name) for name in ("train", "val", "test")}
         if data is not None:
             parts["test"] = read_labelled(data)
+        elif not len(parts["test"]):  # a cross-validated run's module has no test split
+            parts["test"] = parts["val"]
         return parts
     if data is not None:
         return {"test": read_labelled(data)}

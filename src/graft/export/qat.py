@@ -40,7 +40,7 @@ def split_head(core):
     """``(backbone_model, head_model)`` of a graft classifier core (``... -> head``).
 
     Raises:
-        InvalidArgumentError: the core has no ``head`` layer of Dense/Dropout layers.
+        InvalidArgumentError: the core has no ``head`` layer of graft's head layers.
     """
     import keras
 
@@ -51,13 +51,21 @@ def split_head(core):
             "Quantization-aware training needs a module trained by graft (a backbone model, "
             f"then the `head` model). {received(layers=names[-3:])}"
         )
+    from graft.models.layers import FeatureScaling, PowerNormalization
+
     head = inner[1]
     for layer in head.layers:
         if not isinstance(
-            layer, keras.layers.InputLayer | keras.layers.Dense | keras.layers.Dropout
+            layer,
+            keras.layers.InputLayer
+            | keras.layers.Dense
+            | keras.layers.Dropout
+            | FeatureScaling
+            | PowerNormalization,
         ):
             raise InvalidArgumentError(
-                "Quantization-aware training supports heads made of Dense and Dropout layers. "
+                "Quantization-aware training supports heads made of Dense, Dropout, "
+                "FeatureScaling and PowerNormalization layers. "
                 f"{received(layer=f'{layer.name} ({type(layer).__name__})')}"
             )
     return inner[0], head
@@ -139,8 +147,8 @@ def quant_aware_head(head):
         if isinstance(layer, keras.layers.Dense):
             layer = QuantAwareDense(layer)
             dense.append(layer)
-        else:
-            layer = keras.layers.Dropout(layer.rate, name=layer.name)
+        else:  # fixed: Dropout, FeatureScaling, PowerNormalization
+            layer = type(layer).from_config(layer.get_config())
         x = layer(x)
     return keras.Model(inputs, x, name="head"), dense
 

@@ -68,6 +68,8 @@ class FeatureExtractor:
         size = self.manifest.inputs.size
         self.preprocess_key = _sha(f"{self.kind}|{size}|{self._decoder_version()}".encode())[:16]
         self.cache_dir = config.graft_home() / "features" / self.model_sha / self.preprocess_key
+        self.engine_key = self.model_sha
+        self.output_shape: tuple[int, ...] = (self.manifest.outputs.dim,)
         self._model = model
         self._engine = None
 
@@ -88,7 +90,7 @@ class FeatureExtractor:
         """Converts the backbone to TFLite once per model sha (cached, atomic)."""
         from graft._engines import tflite_file
 
-        return tflite_file(self.keras_model(), self.model_sha)
+        return tflite_file(self.keras_model(), self.engine_key)
 
     def _run_tflite(self, batch: np.ndarray) -> np.ndarray:
         if self._engine is None:
@@ -128,7 +130,7 @@ class FeatureExtractor:
         """
         items = list(items)
         keys, raw = self._read(items)
-        out = np.zeros((len(items), self.manifest.outputs.dim), np.float32)
+        out = np.zeros((len(items), *self.output_shape), np.float32)
         todo = []
         for i, key in enumerate(keys):
             path = self.cache_dir / key[:2] / f"{key}.npy"
@@ -159,3 +161,24 @@ class FeatureExtractor:
         tmp = path.with_name(f".{uuid.uuid4().hex}.npy")
         np.save(tmp, vector.astype(np.float32))
         os.replace(tmp, path)
+
+
+class ActivationExtractor(FeatureExtractor):
+    """Like ``FeatureExtractor``, for the activations at a block boundary inside the backbone.
+
+    Fine-tuning the top blocks without augmentation sees the same frozen bottom part every
+    epoch, so its output is computed once (TFLite, like features) and cached under the same
+    keys plus the boundary: ``features/<model sha>/<preprocessing>/at-<layer>/``.
+
+    Args:
+        module_dir: the backbone module.
+        bottom: the Keras model from the backbone's input to the boundary tensor.
+        boundary: the name of the first layer above the boundary.
+        runtime: as for ``FeatureExtractor``.
+    """
+
+    def __init__(self, module_dir: str | Path, bottom, boundary: str, runtime: str = "auto"):
+        super().__init__(module_dir, runtime=runtime, model=bottom)
+        self.cache_dir = self.cache_dir / f"at-{boundary}"
+        self.engine_key = _sha(f"{self.model_sha}|{boundary}".encode())
+        self.output_shape = tuple(int(d) for d in bottom.output.shape[1:])

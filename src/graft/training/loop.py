@@ -91,7 +91,8 @@ def run_stage(
         run_dir: the run folder (``checkpoints/``, ``state.json``, ``tensorboard/``).
         epochs: total epochs of this stage.
         seed: the run seed.
-        train_data: ``epoch -> (x, y)`` or ``epoch -> (dataset,)`` for that epoch.
+        train_data: ``epoch -> (x, y, batch_size[, sample_weight])`` or ``epoch -> (dataset,)``
+            for that epoch.
         validation_data: what ``fit`` takes as ``validation_data``.
         patience: stop after this many epochs without a better validation score
             (accuracy, then loss).
@@ -142,7 +143,10 @@ def run_stage(
         if len(data) == 1:
             result = model.fit(data[0], **fit_kwargs)
         else:
-            result = model.fit(data[0], data[1], batch_size=data[2], **fit_kwargs)
+            weights = data[3] if len(data) > 3 else None
+            result = model.fit(
+                data[0], data[1], batch_size=data[2], sample_weight=weights, **fit_kwargs
+            )
         logs = {k: float(v[-1]) for k, v in result.history.items()}
         for key, value in logs.items():
             state.history.setdefault(key, []).append(value)

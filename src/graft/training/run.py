@@ -22,6 +22,7 @@ import numpy as np
 
 from graft.data.dataset import DataSplits, LabeledData, Skipped
 from graft.errors import InvalidArgumentError, ModuleExistsError, received
+from graft.inference import Prediction
 from graft.training.loop import write_json
 
 FEATURE_TASKS = {"image-feature-vector": "image", "text-embedding": "text"}
@@ -32,7 +33,9 @@ class TrainConfig:
     """Every setting of a run (``config.json``)."""
 
     model: str = "efficientnet_lite0.imagenet"
-    epochs: int = 10
+    head: str = "auto"
+    class_weight: str = "auto"
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-2
     dropout: float = 0.2
@@ -45,13 +48,37 @@ class TrainConfig:
     patience: int = 3
     prune_sparsity: float = 0.0
     prune_initial: float = 0.5
-    augment: bool = True
+    augment: str = "default"
+    folds: int = 0
     seed: int = 0
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     runtime: str = "auto"
 
     def check(self) -> None:
+        from graft.training.head import HEAD_KINDS
+        from graft.training.linear import class_weights
+        from graft.training.pipeline import check_augment
+
+        check_augment(self.augment)
+        class_weights(np.zeros(1, int), 1, self.class_weight)  # raises for an unknown mode
+        if self.head not in HEAD_KINDS:
+            raise InvalidArgumentError(
+                "head must be 'auto' (convex unless hidden_units or pruning ask for SGD), "
+                "'convex' (logistic regression solved to convergence) or 'sgd'. "
+                f"{received(head=self.head)}"
+            )
+        if self.head == "convex" and (self.hidden_units or self.prune_sparsity):
+            raise InvalidArgumentError(
+                "The convex head is one Dense layer fitted exactly; hidden_units and pruning "
+                "need head='sgd' (or 'auto'). "
+                f"{received(head=self.head, hidden_units=self.hidden_units)}"
+            )
+        if self.folds == 1 or self.folds < 0:
+            raise InvalidArgumentError(
+                f"folds must be 0 (one train/validation/test split) or at least 2. "
+                f"{received(folds=self.folds)}"
+            )
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(
@@ -84,16 +111,6 @@ class TrainConfig:
             raise InvalidArgumentError(f"learning rates must be positive. {received(lr=self.lr)}")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One prediction: the top label and the top-k (label, probability) pairs."""
-
-    item: str
-    label: str
-    probability: float
-    top_k: tuple[tuple[str, float], ...]
-
-
 def _onehot(labels: Sequence[int], n: int) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[np.asarray(labels, dtype=int)]
 
@@ -121,6 +138,8 @@ class Run:
     history: dict
     timings: dict = field(default_factory=dict)
     skipped: tuple[Skipped, ...] = ()
+    selection: dict = field(default_factory=dict)
+    folds: dict | None = None
 
     @property
     def module_dir(self) -> Path:
@@ -138,6 +157,8 @@ class Run:
 
     def predict(self, inputs: Sequence[str], top_k: int = 3) -> list[Prediction]:
         """Predicts label names for image files or texts."""
+        from graft.inference import predict
+
         return predict(self.module_dir, inputs, top_k=top_k)
 
     def evaluate(self, data: str | DataSplits | LabeledData | None = None, out=None):
@@ -205,10 +226,13 @@ def train(
 ) -> Run:
     """Trains a classifier on a pretrained backbone and evaluates it on the test split.
 
-    Stage 1 computes backbone features once (cached) and trains the head on them. Stage 2
-    (``fine_tune_blocks > 0``) unfreezes the backbone's top blocks (BatchNorm stays in
-    inference mode) and trains end to end at ``fine_tune_lr`` with augmentation and early
-    stopping. The best weights by validation accuracy are kept.
+    Stage 1 computes backbone features once (cached) and fits the head on them: by default a
+    logistic regression solved to convergence, its feature transform and L2 strength chosen by
+    cross-validation. Stage 2 (``fine_tune_blocks > 0``) starts from that head, unfreezes the
+    backbone's top blocks (BatchNorm stays in inference mode) and trains them with a warm-up
+    and cosine learning rate; the fine-tuned model is kept only if it beats the head alone on
+    the validation split. ``folds=K`` trains and evaluates K times (every example is tested
+    once) and then trains the module on all data.
 
     Args:
         data: a folder of class subfolders, a .csv/.tsv/.jsonl of texts, or ``DataSplits``.
@@ -216,7 +240,7 @@ def train(
         out: the run folder (default ``runs/<time>``).
         resume: continue the run in ``out`` from its last checkpoint.
         progress: called as ``progress(stage, done, total)``.
-        **settings: fields of ``TrainConfig`` (epochs, batch_size, lr, fine_tune_blocks...).
+        **settings: fields of ``TrainConfig`` (head, fine_tune_blocks, augment, folds...).
 
     Returns:
         The ``Run``: module, metrics, report path.
@@ -275,6 +299,11 @@ def train(
                 seed=config.seed,
             )
         skipped = splits.skipped
+        extra = {}
+        if config.folds:  # folds of every example; the module's own split has no test part
+            from graft.training.stages import assign_folds
+
+            splits, extra["folds"] = assign_folds(splits, config)
         write_json(
             out / "splits.json",
             {
@@ -286,6 +315,7 @@ def train(
                     name: {"items": list(part.items), "labels": list(part.labels)}
                     for name, part in splits.named().items()
                 },
+                **extra,
             },
         )
     kind = FEATURE_TASKS[backbone_manifest.task]
@@ -297,37 +327,3 @@ def train(
     from graft.training.stages import fit_all
 
     return fit_all(out, config, splits, backbone_dir, skipped, progress)
-
-
-def predict_probs(model, kind: str, items: Sequence[str], chunk: int = 64) -> np.ndarray:
-    """Runs a raw-input module model (image bytes or strings in) on files or texts."""
-    import tensorflow as tf
-
-    from graft.data.images import read_inputs
-
-    probs = [
-        np.asarray(
-            model.predict(
-                tf.constant(read_inputs(kind, items[i : i + chunk])), verbose=0, batch_size=32
-            )
-        )
-        for i in range(0, len(items), chunk)
-    ]
-    return np.concatenate(probs) if probs else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
-def predict(module_dir: str | Path, inputs: Sequence[str], top_k: int = 3) -> list[Prediction]:
-    """Runs a classifier module on image files or texts and returns label names."""
-    from graft.module.io import load
-
-    loaded = load(module_dir)
-    labels = loaded.manifest.labels or ()
-    inputs = list(inputs)
-    probs = predict_probs(loaded.model, loaded.manifest.inputs.kind, inputs)
-    k = max(1, min(top_k, probs.shape[1]))
-    results = []
-    for item, row in zip(inputs, probs, strict=True):
-        order = np.argsort(-row)[:k]
-        named = tuple((labels[i] if i < len(labels) else str(i), float(row[i])) for i in order)
-        results.append(Prediction(str(item), named[0][0], named[0][1], named))
-    return results

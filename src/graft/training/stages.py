@@ -1,18 +1,239 @@
-"""The two training stages and the final module: called by ``graft.train``."""
+"""The stages of a run, composed by ``graft.train``: features -> head -> fine-tune -> choose ->
+save -> report, once on a train/validation/test split or once per fold (``folds``)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from graft.data.dataset import DataSplits, Skipped
-from graft.training.loop import run_stage, write_json
+from graft.data.dataset import DataSplits, LabeledData, Skipped
+from graft.training.loop import write_json
 from graft.training.run import FEATURE_TASKS, Run, TrainConfig, _module_name, _onehot
+
+Progress = Callable[[str, int, int], None] | None
+
+
+class FeatureStore:
+    """Backbone features of examples, computed once (and cached on disk by the extractor)."""
+
+    def __init__(self, extractor) -> None:
+        self.extractor = extractor
+        self._rows: dict[str, np.ndarray] = {}
+        self.seconds = 0.0
+
+    def __call__(self, items, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        missing = list(dict.fromkeys(i for i in items if i not in self._rows))
+        if missing:
+            start = time.perf_counter()
+            for item, row in zip(missing, self.extractor(missing, progress=progress), strict=True):
+                self._rows[item] = row
+            self.seconds += time.perf_counter() - start
+        elif progress:
+            progress(len(items))
+        dim = self.extractor.output_shape
+        return np.stack([self._rows[i] for i in items]) if items else np.zeros((0, *dim))
+
+
+@dataclass
+class SplitFit:
+    """What fitting one train/validation/test split produced."""
+
+    backbone: object
+    head: object
+    probs: np.ndarray  # on the test split
+    history: dict
+    selection: dict
+    timings: dict = field(default_factory=dict)
+
+
+def _labels(splits: DataSplits) -> dict[str, np.ndarray]:
+    return {name: np.asarray(part.labels, dtype=int) for name, part in splits.named().items()}
+
+
+def _pruning(config: TrainConfig, epochs: int, steps_per_epoch: int):
+    """The stage's pruning (None without ``prune_sparsity``): polynomial decay from
+    ``prune_initial`` to ``prune_sparsity``, reached after 70% of the epochs; the remaining
+    epochs train at the final sparsity and only they can give the kept weights."""
+    if not config.prune_sparsity:
+        return None
+    from graft.training.pruning import PolynomialDecay, Pruning
+
+    end_epoch = max(1, -(-epochs * 7 // 10))
+    schedule = PolynomialDecay(
+        min(config.prune_initial, config.prune_sparsity),
+        config.prune_sparsity,
+        begin_step=0,
+        end_step=end_epoch * steps_per_epoch,
+    )
+    return Pruning(schedule, frequency=max(1, min(100, steps_per_epoch // 2)))
+
+
+def fit_head(run_dir: Path, config: TrainConfig, features, labels, n: int, refit_on: str, report):
+    """The head on cached features: convex (default) or SGD (hidden layers, pruning)."""
+    from graft.training.head import fit_convex, fit_sgd, resolve_kind
+    from graft.training.linear import class_weights
+
+    kind = resolve_kind(config.head, config.hidden_units, config.prune_sparsity)
+    if kind == "convex":
+        report("head", 0, 1)
+        result = fit_convex(
+            features,
+            labels,
+            n,
+            dropout=config.dropout,
+            label_smoothing=config.label_smoothing,
+            class_weight=config.class_weight,
+            refit_on=refit_on,
+            seed=config.seed,
+        )
+        report("head", 1, 1)
+        return result
+    onehot = {name: _onehot(v, n) for name, v in labels.items()}
+    fine_tuning = bool(config.fine_tune_blocks or config.fine_tune_layers)
+    return fit_sgd(
+        features,
+        onehot,
+        run_dir=run_dir,
+        config=config,
+        resume=(run_dir / "state.json").is_file(),
+        on_epoch=lambda e, logs: report("head", e + 1, config.epochs),
+        pruning_for=(lambda e, s: None) if fine_tuning else (lambda e, s: _pruning(config, e, s)),
+        class_weights=class_weights(labels["train"], n, config.class_weight),
+    )
+
+
+def fit_split(
+    run_dir: Path,
+    config: TrainConfig,
+    splits: DataSplits,
+    store: FeatureStore,
+    backbone_dir: Path,
+    progress: Progress,
+) -> SplitFit:
+    """Head, optional fine-tuning, and the choice between them, on one split."""
+    from graft.module.io import load
+    from graft.training.finetune import fine_tune
+
+    def report(stage: str, done: int, total: int) -> None:
+        if progress:
+            progress(stage, done, total)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loaded = load(backbone_dir)
+    backbone, groups = loaded.model, loaded.manifest.groups
+    n = len(splits.class_names)
+    labels = _labels(splits)
+    features = {name: store(part.items) for name, part in splits.named().items()}
+    fine_tuning = bool(config.fine_tune_blocks or config.fine_tune_layers) and len(labels["val"])
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    head = fit_head(
+        run_dir, config, features, labels, n, "train" if fine_tuning else "train+val", report
+    )
+    timings["head_s"] = time.perf_counter() - start
+    history = {"head": head.history} if head.history else {}
+    selection = {"head": {"kind": head.kind, "val_accuracy": head.val_accuracy, **head.info}}
+    final_head = head.model
+    if fine_tuning:
+        start = time.perf_counter()
+        head_weights = [w.copy() for w in head.model.get_weights()]
+        backbone_weights = [w.copy() for w in backbone.get_weights()]
+        tuned = fine_tune(
+            run_dir=run_dir,
+            config=config,
+            splits=splits,
+            backbone_dir=backbone_dir,
+            backbone=backbone,
+            groups=groups,
+            head=head.model,
+            onehot={name: _onehot(v, n) for name, v in labels.items()},
+            resume=(run_dir / "state.json").is_file(),
+            on_epoch=lambda e, logs: report("finetune", e + 1, config.fine_tune_epochs),
+            pruning_for=lambda e, s: _pruning(config, e, s),
+        )
+        timings["finetune_s"] = time.perf_counter() - start
+        history["finetune"] = tuned.history
+        selection["finetune"] = {"val_accuracy": tuned.val_accuracy, **tuned.info}
+        head_val = head.val_accuracy if head.val_accuracy is not None else -1.0
+        if config.prune_sparsity:
+            selection["kept"] = "fine-tuned"
+            selection["reason"] = (
+                f"pruning was asked for and only the fine-tuned model is pruned (validation "
+                f"accuracy {tuned.val_accuracy:.4f}; the unpruned head alone had {head_val:.4f})"
+            )
+        elif tuned.val_accuracy > head_val:
+            selection["kept"] = "fine-tuned"
+            selection["reason"] = (
+                f"fine-tuning reached {tuned.val_accuracy:.4f} validation accuracy, above the "
+                f"head alone ({head_val:.4f})"
+            )
+        else:
+            selection["kept"] = "head"
+            selection["reason"] = (
+                f"fine-tuning reached {tuned.val_accuracy:.4f} validation accuracy, not above "
+                f"the head alone ({head_val:.4f}): the fine-tuned weights were discarded"
+            )
+            backbone.set_weights(backbone_weights)
+            head.model.set_weights(head_weights)
+            if head.kind == "convex":  # refit on train+val, as without fine-tuning
+                final_head = fit_head(
+                    run_dir, config, features, labels, n, "train+val", lambda *a: None
+                ).model
+    else:
+        selection["kept"] = "head"
+        selection["reason"] = "no fine-tuning asked for"
+    probs = (
+        np.asarray(final_head.predict(features["test"], verbose=0)) if len(labels["test"]) else None
+    )
+    if selection["kept"] == "fine-tuned" and len(labels["test"]):
+        from graft.inference import predict_probs
+        from graft.training.assemble import serving_model
+
+        size = tuple(loaded.manifest.inputs.size) if splits.kind == "image" else None
+        model = serving_model(backbone, final_head, splits.kind, size)
+        probs = predict_probs(model, splits.kind, splits.test.items)
+    return SplitFit(
+        backbone=backbone,
+        head=final_head,
+        probs=probs if probs is not None else np.zeros((0, n), np.float32),
+        history=history,
+        selection=selection,
+        timings=timings,
+    )
+
+
+def _describe_selection(selection: dict) -> dict[str, str]:
+    """Report rows: how the head was fitted and what was kept."""
+    head = selection["head"]
+    rows = {}
+    if head["kind"] == "convex":
+        where = head["selection"]
+        heldout = head.get("heldout_accuracy")
+        rows["head"] = (
+            f"convex: multinomial logistic regression (L-BFGS to convergence), "
+            f"{'power-normalised' if head['transform'] == 'power' else 'standardised'} "
+            f"features, L2 strength {head['lam']:.2g} (C={head['C']:.3g}) chosen by {where}"
+            + (f" (held-out accuracy {heldout:.4f})" if heldout is not None else "")
+            + (", balanced class weights" if head["class_weighted"] else "")
+        )
+    else:
+        rows["head"] = (
+            f"SGD: {head['solver']}, {head['epochs']} epochs, best epoch {head['best_epoch']}"
+            + (f", hidden layer of {head['hidden_units']}" if head["hidden_units"] else "")
+        )
+    if "finetune" in selection:
+        tune = selection["finetune"]
+        rows["fine-tuning"] = (
+            f"{tune['path']}; starts at {tune['start_val_accuracy']:.4f} validation accuracy, "
+            f"best {tune['val_accuracy']:.4f} (epoch {tune['best_epoch']}); {tune['schedule']}"
+        )
+    rows["kept"] = f"{selection['kept']}: {selection['reason']}"
+    return rows
 
 
 def fit_all(
@@ -21,149 +242,78 @@ def fit_all(
     splits: DataSplits,
     backbone_dir: Path,
     skipped: tuple[Skipped, ...],
-    progress: Callable[[str, int, int], None] | None,
+    progress: Progress,
 ) -> Run:
-    from graft.data.images import read_inputs
-    from graft.evaluation.report import write_report
-    from graft.models.transfer import set_trainable, set_trainable_layers
-    from graft.module.io import load, save
-    from graft.module.manifest import InputSpec, Manifest, OutputSpec, Provenance
-    from graft.training.assemble import serving_model, tuning_model
+    """One split (train/val/test), or ``config.folds`` folds plus a final fit on all data."""
     from graft.training.features import FeatureExtractor
-    from graft.training.head import build_head, compile_classifier
-    from graft.training.pipeline import make_dataset
 
-    def report(stage: str, done: int, total: int) -> None:
-        if progress:
-            progress(stage, done, total)
-
-    timings: dict[str, float] = {}
-    names = splits.class_names
-    n = len(names)
-    backbone_loaded = load(backbone_dir)
-    bm = backbone_loaded.manifest
-    kind = FEATURE_TASKS[bm.task]
-    size = tuple(bm.inputs.size) if kind == "image" else None
-
-    # Stage 1: features once, then the head.
-    start = time.perf_counter()
-    extractor = FeatureExtractor(backbone_dir, runtime=config.runtime, model=backbone_loaded.model)
-    total = len(splits.train) + len(splits.val) + len(splits.test)
+    extractor = FeatureExtractor(backbone_dir, runtime=config.runtime)
+    store = FeatureStore(extractor)
+    every = [i for part in splits.named().values() for i in part.items]
     done = [0]
 
     def count(k: int) -> None:
         done[0] += k
-        report("features", done[0], total)
+        if progress:
+            progress("features", done[0], len(every))
 
-    features = {
-        name: extractor(part.items, progress=count) for name, part in splits.named().items()
-    }
-    timings["features_s"] = time.perf_counter() - start
-    timings["features_runtime"] = extractor.runtime
-    y = {name: _onehot(part.labels, n) for name, part in splits.named().items()}
-    start = time.perf_counter()
-    import keras
+    store(every, progress=count)
+    timings = {"features_s": store.seconds, "features_runtime": extractor.runtime}
+    if config.folds:
+        return _fit_folds(out, config, splits, backbone_dir, skipped, progress, store, timings)
+    fit = fit_split(out, config, splits, store, backbone_dir, progress)
+    timings.update(fit.timings)
+    return _finish(out, config, splits, backbone_dir, skipped, fit, timings, extractor)
 
-    keras.utils.set_random_seed(config.seed)  # the head's initial weights
-    head = build_head(
-        bm.outputs.dim,
-        n,
-        dropout=config.dropout,
-        hidden_units=config.hidden_units,
-        learning_rate=config.lr,
-        label_smoothing=config.label_smoothing,
-    )
 
-    fine_tuning = bool(config.fine_tune_blocks or config.fine_tune_layers)
-    steps = -(-len(y["train"]) // config.batch_size)
-    head_pruning = None if fine_tuning else _pruning(config, config.epochs, steps)
+def _finish(
+    out: Path,
+    config: TrainConfig,
+    splits: DataSplits,
+    backbone_dir: Path,
+    skipped,
+    fit: SplitFit,
+    timings: dict,
+    extractor,
+    folds: dict | None = None,
+    evaluation_items=None,
+) -> Run:
+    """Writes the report, the module and run.json of a finished run."""
+    from graft.evaluation.report import write_report
+    from graft.module.io import save, verify
+    from graft.module.manifest import InputSpec, Manifest, OutputSpec, Provenance
+    from graft.training.assemble import serving_model
 
-    def head_epoch(epoch: int):
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(y["train"]))
-        return features["train"][order], y["train"][order], config.batch_size
-
-    head, head_state = run_stage(
-        stage="head",
-        model=head,
-        run_dir=out,
-        epochs=config.epochs,
-        seed=config.seed,
-        train_data=head_epoch,
-        validation_data=(features["val"], y["val"]),
-        resume=(out / "state.json").is_file(),
-        on_epoch=lambda e, logs: report("head", e + 1, config.epochs),
-        pruning=head_pruning,
-        steps_per_epoch=steps,
-    )
-    history = {"head": head_state.history}
-    timings["head_s"] = time.perf_counter() - start
-
-    # Stage 2 (optional): fine-tune the top blocks end to end.
-    backbone = backbone_loaded.model
-    if fine_tuning:
-        start = time.perf_counter()
-        if config.fine_tune_blocks:
-            set_trainable(backbone, bm.groups, top_groups=config.fine_tune_blocks)
-        else:
-            set_trainable_layers(backbone, config.fine_tune_layers)
-        tune = tuning_model(backbone, head, kind, size)
-        compile_classifier(tune, config.fine_tune_lr, config.label_smoothing)
-        inputs = {name: read_inputs(kind, part.items) for name, part in splits.named().items()}
-
-        def tune_epoch(epoch: int):
-            augment = config.seed * 31 + epoch if config.augment and kind == "image" else None
-            return (
-                make_dataset(
-                    kind,
-                    inputs["train"],
-                    y["train"],
-                    config.batch_size,
-                    size=size,
-                    shuffle_seed=config.seed * 7919 + epoch,
-                    augment_seed=augment,
-                ),
-            )
-
-        val_ds = make_dataset(kind, inputs["val"], y["val"], config.batch_size, size=size)
-        tune, tune_state = run_stage(
-            stage="finetune",
-            model=tune,
-            run_dir=out,
-            epochs=config.fine_tune_epochs,
-            seed=config.seed,
-            train_data=tune_epoch,
-            validation_data=val_ds,
-            patience=config.patience,
-            resume=(out / "state.json").is_file(),
-            on_epoch=lambda e, logs: report("finetune", e + 1, config.fine_tune_epochs),
-            pruning=_pruning(config, config.fine_tune_epochs, steps),
-            steps_per_epoch=steps,
-        )
-        backbone, head = tune.get_layer(backbone.name), tune.get_layer("head")
-        history["finetune"] = tune_state.history
-        test_ds = make_dataset(kind, inputs["test"], y["test"], config.batch_size, size=size)
-        probs = np.asarray(tune.predict(test_ds, verbose=0))
-        timings["finetune_s"] = time.perf_counter() - start
-    else:
-        probs = np.asarray(head.predict(features["test"], verbose=0))
-
+    bm = verify(backbone_dir)
+    kind = FEATURE_TASKS[bm.task]
+    size = tuple(bm.inputs.size) if kind == "image" else None
+    names = splits.class_names
+    n = len(names)
+    items, y_true, probs = evaluation_items or (splits.test.items, splits.test.labels, fit.probs)
     summary = {
         "backbone": f"{config.model} ({bm.params:,} parameters)",
         "data": f"{splits.train.source}: {len(splits.train)} train, {len(splits.val)} "
         f"validation, {len(splits.test)} test, {n} classes",
         "settings": ", ".join(f"{k}={v}" for k, v in asdict(config).items() if k != "model"),
         "feature extraction": f"{timings['features_s']:.1f}s ({extractor.runtime})",
-        "head training": f"{timings['head_s']:.1f}s",
+        "head training": f"{timings.get('head_s', 0.0):.1f}s",
+        **_describe_selection(fit.selection),
     }
+    if folds:
+        summary["data"] = (
+            f"{splits.train.source}: {len(items)} examples in {config.folds} folds; the module "
+            f"was then trained on {len(splits.train)} train + {len(splits.val)} validation"
+        )
     if "finetune_s" in timings:
-        summary["fine-tuning"] = f"{timings['finetune_s']:.1f}s"
+        summary["fine-tuning"] += f"; {timings['finetune_s']:.1f}s"
     pruned = {}
     if config.prune_sparsity:
         from graft.training.pruning import sparsity_by_layer
 
-        pruned = sparsity_by_layer(head, minimum=0.01)
+        fine_tuning = bool(config.fine_tune_blocks or config.fine_tune_layers)
+        pruned = sparsity_by_layer(fit.head, minimum=0.01)
         if fine_tuning:
-            pruned.update(sparsity_by_layer(backbone, minimum=0.01))
+            pruned.update(sparsity_by_layer(fit.backbone, minimum=0.01))
         initial = min(config.prune_initial, config.prune_sparsity)
         summary["pruning"] = (
             f"magnitude, polynomial decay {initial:.0%} -> {config.prune_sparsity:.0%} "
@@ -173,18 +323,24 @@ def fit_all(
     evaluation = write_report(
         out,
         kind=kind,
-        items=splits.test.items,
-        y_true=splits.test.labels,
+        items=items,
+        y_true=y_true,
         probs=probs,
         class_names=names,
         title=f"graft run {out.name}",
-        history=history,
+        history=fit.history,
         skipped=skipped,
         summary=summary,
+        folds=folds,
+        selection=fit.selection,
     )
     metrics = evaluation.metrics
     headline = {"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
     headline.update({f"test_top{k}_accuracy": v for k, v in metrics["top_k_accuracy"].items()})
+    if folds:
+        headline.update(
+            {"cv_accuracy_mean": folds["accuracy_mean"], "cv_accuracy_sd": folds["accuracy_sd"]}
+        )
     manifest = Manifest(
         name=_module_name(out),
         task=f"{kind}-classifier",
@@ -211,8 +367,12 @@ def fit_all(
         metrics=headline,
         tags=("graft-train", kind),
     )
-    save(serving_model(backbone, head, kind, size), out / "module", manifest, overwrite=True)
-    run_json = {"metrics": headline, "timings": timings}
+    save(
+        serving_model(fit.backbone, fit.head, kind, size), out / "module", manifest, overwrite=True
+    )
+    run_json = {"metrics": headline, "timings": timings, "selection": fit.selection}
+    if folds:
+        run_json["folds"] = folds
     if pruned:
         run_json["sparsity"] = pruned
     write_json(out / "run.json", run_json)
@@ -222,28 +382,134 @@ def fit_all(
         class_names=names,
         kind=kind,
         metrics=metrics,
-        history=history,
+        history=fit.history,
         timings=timings,
         skipped=skipped,
+        selection=fit.selection,
+        folds=folds,
     )
 
 
-def _pruning(config: TrainConfig, epochs: int, steps_per_epoch: int):
-    """The stage's pruning (None without ``prune_sparsity``): polynomial decay from
-    ``prune_initial`` to ``prune_sparsity``, reached after 70% of the epochs; the remaining
-    epochs train at the final sparsity and only they can give the kept weights."""
-    if not config.prune_sparsity:
-        return None
-    from graft.training.pruning import PolynomialDecay, Pruning
+def assign_folds(splits: DataSplits, config: TrainConfig) -> tuple[DataSplits, dict]:
+    """Pools every example, gives each a stratified fold, and draws the module's own
+    train/validation split (no test part: the folds test every example).
 
-    end_epoch = max(1, -(-epochs * 7 // 10))
-    schedule = PolynomialDecay(
-        min(config.prune_initial, config.prune_sparsity),
-        config.prune_sparsity,
-        begin_step=0,
-        end_step=end_epoch * steps_per_epoch,
+    Returns:
+        ``(final_splits, record)`` where ``record`` (stored in ``splits.json``) holds the pooled
+        items, labels and fold of each.
+
+    Raises:
+        InvalidArgumentError: a class has fewer examples than there are folds.
+    """
+    from graft.data.dataset import stratified_split
+    from graft.errors import InvalidArgumentError, received
+    from graft.training.linear import _fold_assignment
+
+    everything = _pool(splits)
+    labels = np.asarray(everything.labels)
+    smallest = int(np.bincount(labels, minlength=len(everything.class_names)).min())
+    if smallest < config.folds:
+        raise InvalidArgumentError(
+            f"{config.folds}-fold cross-validation needs at least {config.folds} examples of "
+            f"every class; the smallest class has {smallest}. Lower --folds. "
+            f"{received(folds=config.folds)}"
+        )
+    assignment = _fold_assignment(labels, config.folds, config.seed)
+    final = stratified_split(everything, config.val_fraction, 0.0, config.seed)
+    record = {
+        "items": list(everything.items),
+        "labels": list(everything.labels),
+        "fold": [int(f) for f in assignment],
+    }
+    return DataSplits(final.train, final.val, final.test, skipped=splits.skipped), record
+
+
+def _pool(splits: DataSplits) -> LabeledData:
+    return LabeledData(
+        kind=splits.kind,
+        items=tuple(i for p in splits.named().values() for i in p.items),
+        labels=tuple(label for p in splits.named().values() for label in p.labels),
+        class_names=splits.class_names,
+        source=splits.train.source,
     )
-    return Pruning(schedule, frequency=max(1, min(100, steps_per_epoch // 2)))
+
+
+def fold_splits(everything: LabeledData, assignment, val_fraction: float, seed: int):
+    """Fold i's splits: its examples are the test set; validation comes from the rest."""
+    from graft.data.dataset import stratified_split
+
+    assignment = np.asarray(assignment)
+    for f in range(int(assignment.max()) + 1):
+        rest = everything.subset(np.flatnonzero(assignment != f))
+        share = val_fraction * len(everything) / len(rest)
+        inner = stratified_split(rest, share, 0.0, seed + f + 1)
+        yield DataSplits(inner.train, inner.val, everything.subset(np.flatnonzero(assignment == f)))
+
+
+def _fit_folds(out, config, splits, backbone_dir, skipped, progress, store, timings) -> Run:
+    """K folds (out-of-fold predictions for every example), then the module on all data."""
+    from graft.evaluation.metrics import compute_metrics
+
+    record = json.loads((out / "splits.json").read_text())["folds"]
+    everything = LabeledData(
+        kind=splits.kind,
+        items=tuple(record["items"]),
+        labels=tuple(record["labels"]),
+        class_names=splits.class_names,
+        source=splits.train.source,
+    )
+    store(list(everything.items))
+    per_fold, items, y_true, probs = [], [], [], []
+    folds = fold_splits(everything, record["fold"], config.val_fraction, config.seed)
+    for f, fold in enumerate(folds):
+        fold_dir = out / "folds" / str(f + 1)
+        done_file = fold_dir / "fold.json"
+        if done_file.is_file():
+            result = json.loads(done_file.read_text())
+        else:
+            fit = fit_split(fold_dir, config, fold, store, backbone_dir, progress)
+            metrics = compute_metrics(fold.test.labels, fit.probs, splits.class_names)
+            result = {
+                "fold": f + 1,
+                "train": len(fold.train),
+                "val": len(fold.val),
+                "test": len(fold.test),
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "kept": fit.selection["kept"],
+                "timings": fit.timings,
+                "probs": fit.probs.tolist(),
+            }
+            write_json(done_file, result)
+        if progress:
+            progress("folds", f + 1, config.folds)
+        per_fold.append({k: v for k, v in result.items() if k != "probs"})
+        items += fold.test.items
+        y_true += fold.test.labels
+        probs.append(np.asarray(result["probs"], np.float32))
+    accuracies = np.array([r["accuracy"] for r in per_fold])
+    folds = {
+        "k": config.folds,
+        "accuracy_mean": float(accuracies.mean()),
+        "accuracy_sd": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+        "macro_f1_mean": float(np.mean([r["macro_f1"] for r in per_fold])),
+        "per_fold": per_fold,
+    }
+    # The module: every example, the validation split for the choices, no test split.
+    fit = fit_split(out / "final", config, splits, store, backbone_dir, progress)
+    timings.update(fit.timings)
+    return _finish(
+        out,
+        config,
+        splits,
+        backbone_dir,
+        skipped,
+        fit,
+        timings,
+        store.extractor,
+        folds=folds,
+        evaluation_items=(tuple(items), tuple(y_true), np.concatenate(probs)),
+    )
 
 
 def load_run(directory: str | Path) -> dict:

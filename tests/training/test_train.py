@@ -223,6 +223,19 @@ def test_text_classifier_on_minilm(_shared_zoo_home, tmp_path, monkeypatch):
     assert [p.label for p in run.predict(new)] == ["sport", "cooking", "weather"]
     manifest = graft.module.verify(run.module_dir)
     assert manifest.task == "text-classifier" and manifest.labels == ("cooking", "sport", "weather")
+    tuned = graft.train(
+        splits,
+        "minilm_l6.sentence",
+        out=tmp_path / "tuned",
+        fine_tune_blocks=1,
+        fine_tune_epochs=1,
+        augment="strong",
+    )
+    head, tune = tuned.selection["head"], tuned.selection["finetune"]
+    assert tune["path"].startswith("token batches cut to their longest text, 'strong' token")
+    assert abs(tune["start_val_accuracy"] - head["val_accuracy"]) <= 0.01
+    assert len(tuned.history["finetune"]["loss"]) == 1
+    assert [p.label for p in tuned.predict(new)] == ["sport", "cooking", "weather"]
 
 
 def _bright_dark(folder: Path, per_class: int = 12, levels=(40, 210)) -> Path:

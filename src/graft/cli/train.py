@@ -71,6 +71,17 @@ def train(
     folds: Annotated[
         int, typer.Option(help="Cross-validate: train and test K times, report mean +- sd.")
     ] = 0,
+    unlabeled: Annotated[
+        Path | None,
+        typer.Option(
+            help="Unlabelled examples (an image folder, or a .txt/.csv/.jsonl of texts) to "
+            "pseudo-label; kept only if validation accuracy rises."
+        ),
+    ] = None,
+    pseudo_threshold: Annotated[
+        float, typer.Option(help="Least top probability of a pseudo-label.")
+    ] = 0.9,
+    pseudo_rounds: Annotated[int, typer.Option(help="Pseudo-labelling rounds.")] = 1,
     prune_sparsity: Annotated[
         float, typer.Option(help="Magnitude-prune the trained kernels to this share of zeros.")
     ] = 0.0,
@@ -131,6 +142,10 @@ def train(
             head=head,
             class_weight=class_weight,
             folds=folds,
+            unlabeled=str(unlabeled) if unlabeled else None,
+            unlabeled_column=text_column,
+            pseudo_threshold=pseudo_threshold,
+            pseudo_rounds=pseudo_rounds,
             epochs=epochs,
             fine_tune_blocks=fine_tune_blocks,
             fine_tune_layers=fine_tune_layers,
@@ -155,6 +170,13 @@ def train(
             "out-of-fold predictions"
         )
     _print_metrics(run.metrics, f"Run {run.directory}")
+    if run.selection.get("pseudo"):
+        p = run.selection["pseudo"]
+        console.print(
+            f"Pseudo-labels: {p['selected']} of {p['unlabeled']} unlabelled examples at p >= "
+            f"{p['threshold']:g}; validation accuracy {p['val_accuracy_before']:.4f} -> "
+            f"{p['val_accuracy_after']:.4f}: {'kept' if p['kept'] else 'not kept (no gain)'}"
+        )
     if run.selection:
         console.print(f"Kept: {run.selection['kept']} ({run.selection['reason']})")
     timing = ", ".join(

@@ -70,9 +70,6 @@ def core_of(model, kind: str, encoded: bool, size):
     return keras.Model(inputs, x, name=f"{model.name}_core")
 
 
-TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
-
-
 def text_core(model):
     """``(core, preprocessor)`` of a text classifier: the network after tokenisation.
 
@@ -86,36 +83,17 @@ def text_core(model):
     """
     import keras
 
-    from graft.models.layers import BertTextPreprocessor, MaskedMeanPooling
+    from graft.models.text import TEXT_INPUTS, split_encoder
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    encoder = layers[0] if layers else None
-    inner = getattr(encoder, "layers", [])
-    kinds = [type(layer).__name__ for layer in inner]
-    if not (
-        len(layers) == 2
-        and any(isinstance(layer, BertTextPreprocessor) for layer in inner)
-        and any(isinstance(layer, MaskedMeanPooling) for layer in inner)
-    ):
+    if len(layers) != 2:
         raise InvalidArgumentError(
             "Exporting a text classifier without string ops needs graft's text layout (a "
             "sentence encoder with BertTextPreprocessor and MaskedMeanPooling, then a head). "
-            f"{received(layers=kinds or [type(layer).__name__ for layer in layers])}"
+            f"{received(layers=[type(layer).__name__ for layer in layers])}"
         )
-    preprocessor = next(layer for layer in inner if isinstance(layer, BertTextPreprocessor))
+    preprocessor, features = split_encoder(layers[0])
     inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in TEXT_INPUTS}
-    x = None
-    for layer in inner:
-        name = type(layer).__name__
-        if isinstance(layer, keras.layers.InputLayer | BertTextPreprocessor):
-            continue
-        if isinstance(layer, MaskedMeanPooling):
-            x = layer(x, inputs["padding_mask"])
-        elif name.endswith("Backbone"):
-            x = layer(inputs)["sequence_output"]
-        else:
-            x = layer(x)
-    features = keras.Model(inputs, x, name=f"{encoder.name}_features")
     core = keras.Model(inputs, layers[1](features(inputs)), name=f"{model.name}_core")
     return core, preprocessor
 

@@ -2,8 +2,10 @@
 
 For image backbones the Keras model is converted once to TFLite and run by the LiteRT
 interpreter with XNNPACK (about 3x Keras ``predict`` on CPU, see bench/RESULTS.md); Keras is
-the fallback. Vectors are cached as ``$GRAFT_HOME/features/<model sha>/<preprocessing
-hash>/<example sha>.npy`` and reused across epochs, runs and split changes.
+the fallback. Texts are tokenized, sorted by length and run in batches cut to their longest
+text (``graft.models.text.TextEngine``). Vectors are cached as
+``$GRAFT_HOME/features/<model sha>/<preprocessing hash>/<example sha>.npy`` and reused across
+epochs, runs and split changes.
 """
 
 from __future__ import annotations
@@ -103,9 +105,11 @@ class FeatureExtractor:
         if self.runtime == "tflite":
             return self._run_tflite(batch)
         if self.kind == "text":
-            import tensorflow as tf
+            if self._engine is None:
+                from graft.models.text import TextEngine
 
-            batch = tf.constant(list(batch))
+                self._engine = TextEngine(self.keras_model())
+            return self._engine(batch)
         return np.asarray(self.keras_model()(batch, training=False))
 
     # -- extraction -------------------------------------------------------------------------
@@ -140,7 +144,9 @@ class FeatureExtractor:
                 todo.append(i)
         if progress:
             progress(len(items) - len(todo))
-        chunks = [todo[s : s + BATCH] for s in range(0, len(todo), BATCH)]
+        # Texts go to the engine in large chunks: it sorts them by length and batches them.
+        step = BATCH * 16 if self.kind == "text" else BATCH
+        chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._prepare, [raw[i] for i in chunks[0]]) if chunks else None
             for n, chunk in enumerate(chunks):

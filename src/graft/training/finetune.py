@@ -134,6 +134,36 @@ def fine_tune(
 
         validation = (acts["val"], onehot["val"])
         val_input = acts["val"]
+    elif kind == "text":  # token arrays batched by length (no 256-token padding)
+        from graft.models.text import TEXT_INPUTS, TextEngine
+        from graft.training import text_batches
+
+        engine = TextEngine(backbone)
+        tokens = {name: engine.tokenize(part.items) for name, part in splits.named().items()}
+        ids = text_batches.special_ids(engine.preprocessor)
+        inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in TEXT_INPUTS}
+        tune = keras.Model(inputs, head(engine.features(inputs)), name="classifier_tokens")
+        info["path"] = "token batches cut to their longest text" + (
+            f", '{config.augment}' token augmentation (deletion/masking/swaps)"
+            if config.augment != "none"
+            else ""
+        )
+
+        def epoch_data(epoch: int):
+            return (
+                text_batches.dataset(
+                    tokens["train"],
+                    onehot["train"],
+                    config.batch_size,
+                    seed=config.seed * 7919 + epoch,
+                    augment=config.augment,
+                    ids=ids,
+                ),
+            )
+
+        validation = text_batches.dataset(tokens["val"], onehot["val"], config.batch_size)
+        val_input = validation.map(lambda x, y: x)
+        labels["val"] = np.concatenate([y.numpy().argmax(1) for _, y in validation])
     else:
         tune = tuning_model(backbone, head, kind, size)
         raw = {name: read_inputs(kind, part.items) for name, part in splits.named().items()}

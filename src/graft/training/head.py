@@ -119,11 +119,16 @@ def fit_convex(
     refit_on: str,
     seed: int,
     sample_weight: np.ndarray | None = None,
+    fixed: tuple[float, str] | None = None,
 ) -> HeadResult:
-    """The convex head on ``features["train"]`` (+ ``"val"``), as a Keras head model."""
+    """The convex head on ``features["train"]`` (+ ``"val"``), as a Keras head model.
+
+    ``fixed`` is ``(lam, transform)`` to refit without searching them again.
+    """
     from graft.training.linear import fit_linear_head
 
     nonnegative = min(float(features["train"].min()), float(features["val"].min())) >= 0
+    transforms = ("none", "power") if nonnegative else ("none",)
     linear = fit_linear_head(
         features["train"],
         labels["train"],
@@ -133,7 +138,8 @@ def fit_convex(
         refit_on=refit_on,
         class_weight=class_weight,
         # Power normalisation is for non-negative (pooled ReLU) features, CNNs' kind.
-        transforms=("none", "power") if nonnegative else ("none",),
+        transforms=(fixed[1],) if fixed else transforms,
+        lam=fixed[0] if fixed else None,
         sample_weight=sample_weight,
         seed=seed,
     )

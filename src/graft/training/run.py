@@ -50,13 +50,17 @@ class TrainConfig:
     prune_initial: float = 0.5
     augment: str = "default"
     folds: int = 0
+    unlabeled: str | None = None
+    unlabeled_column: str = "text"
+    pseudo_threshold: float = 0.9
+    pseudo_rounds: int = 1
     seed: int = 0
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     runtime: str = "auto"
 
     def check(self) -> None:
-        from graft.training.head import HEAD_KINDS
+        from graft.training.head import HEAD_KINDS, resolve_kind
         from graft.training.linear import class_weights
         from graft.training.pipeline import check_augment
 
@@ -73,6 +77,21 @@ class TrainConfig:
                 "The convex head is one Dense layer fitted exactly; hidden_units and pruning "
                 "need head='sgd' (or 'auto'). "
                 f"{received(head=self.head, hidden_units=self.hidden_units)}"
+            )
+        if (
+            self.unlabeled
+            and resolve_kind(self.head, self.hidden_units, self.prune_sparsity) != "convex"
+        ):
+            raise InvalidArgumentError(
+                "Pseudo-labelling (unlabeled=) works with the convex head; drop head='sgd', "
+                f"hidden_units and pruning. {received(unlabeled=self.unlabeled, head=self.head)}"
+            )
+        if not 0 < self.pseudo_threshold <= 1 or self.pseudo_rounds < 1:
+            values = received(
+                pseudo_threshold=self.pseudo_threshold, pseudo_rounds=self.pseudo_rounds
+            )
+            raise InvalidArgumentError(
+                f"pseudo_threshold must be in (0, 1] and pseudo_rounds at least 1. {values}"
             )
         if self.folds == 1 or self.folds < 0:
             raise InvalidArgumentError(

@@ -73,8 +73,20 @@ def _pruning(config: TrainConfig, epochs: int, steps_per_epoch: int):
     return Pruning(schedule, frequency=max(1, min(100, steps_per_epoch // 2)))
 
 
-def fit_head(run_dir: Path, config: TrainConfig, features, labels, n: int, refit_on: str, report):
-    """The head on cached features: convex (default) or SGD (hidden layers, pruning)."""
+def fit_head(
+    run_dir: Path,
+    config: TrainConfig,
+    features,
+    labels,
+    n: int,
+    refit_on: str,
+    report,
+    fixed: tuple[float, str] | None = None,
+):
+    """The head on cached features: convex (default) or SGD (hidden layers, pruning).
+
+    ``fixed``: the convex head's ``(lam, transform)``, to refit without choosing them again.
+    """
     from graft.training.head import fit_convex, fit_sgd, resolve_kind
     from graft.training.linear import class_weights
 
@@ -90,6 +102,7 @@ def fit_head(run_dir: Path, config: TrainConfig, features, labels, n: int, refit
             class_weight=config.class_weight,
             refit_on=refit_on,
             seed=config.seed,
+            fixed=fixed,
         )
         report("head", 1, 1)
         return result
@@ -107,6 +120,33 @@ def fit_head(run_dir: Path, config: TrainConfig, features, labels, n: int, refit
     )
 
 
+def _pseudo_labels(config, features, labels, x_unlabeled, n, head) -> tuple[dict, dict, dict]:
+    """Adds confident pseudo-labels to the training features if they raise validation
+    accuracy; returns ``(features, labels, summary)``."""
+    from graft.training.pseudo import pseudo_label
+
+    result = pseudo_label(
+        features["train"],
+        labels["train"],
+        features["val"],
+        labels["val"],
+        x_unlabeled,
+        n,
+        lam=head.info["lam"],
+        transform=head.info["transform"],
+        threshold=config.pseudo_threshold,
+        rounds=config.pseudo_rounds,
+        class_weight=config.class_weight,
+    )
+    if result.kept:
+        features = {
+            **features,
+            "train": np.concatenate([features["train"], x_unlabeled[result.indices]]),
+        }
+        labels = {**labels, "train": np.concatenate([labels["train"], result.labels])}
+    return features, labels, result.summary()
+
+
 def fit_split(
     run_dir: Path,
     config: TrainConfig,
@@ -114,8 +154,10 @@ def fit_split(
     store: FeatureStore,
     backbone_dir: Path,
     progress: Progress,
+    unlabeled: tuple[str, ...] = (),
 ) -> SplitFit:
-    """Head, optional fine-tuning, and the choice between them, on one split."""
+    """Head, optional pseudo-labels and fine-tuning, and the choice between them, on one
+    split."""
     from graft.module.io import load
     from graft.training.finetune import fine_tune
 
@@ -135,9 +177,19 @@ def fit_split(
     head = fit_head(
         run_dir, config, features, labels, n, "train" if fine_tuning else "train+val", report
     )
+    selection = {"head": {"kind": head.kind, "val_accuracy": head.val_accuracy, **head.info}}
+    if unlabeled:
+        features, labels, selection["pseudo"] = _pseudo_labels(
+            config, features, labels, store(list(unlabeled)), n, head
+        )
+        if selection["pseudo"]["kept"]:  # the head again, with them (same strength)
+            fixed = (head.info["lam"], head.info["transform"])
+            head = fit_head(
+                run_dir, config, features, labels, n, head.info["fitted_on"], report, fixed
+            )
+            selection["head"]["val_accuracy"] = head.val_accuracy
     timings["head_s"] = time.perf_counter() - start
     history = {"head": head.history} if head.history else {}
-    selection = {"head": {"kind": head.kind, "val_accuracy": head.val_accuracy, **head.info}}
     final_head = head.model
     if fine_tuning:
         start = time.perf_counter()
@@ -181,8 +233,9 @@ def fit_split(
             backbone.set_weights(backbone_weights)
             head.model.set_weights(head_weights)
             if head.kind == "convex":  # refit on train+val, as without fine-tuning
+                fixed = (head.info["lam"], head.info["transform"])
                 final_head = fit_head(
-                    run_dir, config, features, labels, n, "train+val", lambda *a: None
+                    run_dir, config, features, labels, n, "train+val", lambda *a: None, fixed
                 ).model
     else:
         selection["kept"] = "head"
@@ -226,6 +279,14 @@ def _describe_selection(selection: dict) -> dict[str, str]:
             f"SGD: {head['solver']}, {head['epochs']} epochs, best epoch {head['best_epoch']}"
             + (f", hidden layer of {head['hidden_units']}" if head["hidden_units"] else "")
         )
+    if "pseudo" in selection:
+        p = selection["pseudo"]
+        rows["pseudo-labels"] = (
+            f"{p['selected']} of {p['unlabeled']} unlabelled examples reached p >= "
+            f"{p['threshold']:g} (per class {p['selected_per_class']}); validation accuracy "
+            f"{p['val_accuracy_before']:.4f} without, {p['val_accuracy_after']:.4f} with: "
+            + ("kept" if p["kept"] else "not kept (no gain)")
+        )
     if "finetune" in selection:
         tune = selection["finetune"]
         rows["fine-tuning"] = (
@@ -257,11 +318,19 @@ def fit_all(
         if progress:
             progress("features", done[0], len(every))
 
+    unlabeled: tuple[str, ...] = ()
+    if config.unlabeled:
+        from graft.data.unlabeled import read_unlabeled
+
+        unlabeled, _ = read_unlabeled(config.unlabeled, splits.kind, config.unlabeled_column)
+        every += list(unlabeled)
     store(every, progress=count)
     timings = {"features_s": store.seconds, "features_runtime": extractor.runtime}
     if config.folds:
-        return _fit_folds(out, config, splits, backbone_dir, skipped, progress, store, timings)
-    fit = fit_split(out, config, splits, store, backbone_dir, progress)
+        return _fit_folds(
+            out, config, splits, backbone_dir, skipped, progress, store, timings, unlabeled
+        )
+    fit = fit_split(out, config, splits, store, backbone_dir, progress, unlabeled)
     timings.update(fit.timings)
     return _finish(out, config, splits, backbone_dir, skipped, fit, timings, extractor)
 
@@ -446,7 +515,9 @@ def fold_splits(everything: LabeledData, assignment, val_fraction: float, seed: 
         yield DataSplits(inner.train, inner.val, everything.subset(np.flatnonzero(assignment == f)))
 
 
-def _fit_folds(out, config, splits, backbone_dir, skipped, progress, store, timings) -> Run:
+def _fit_folds(
+    out, config, splits, backbone_dir, skipped, progress, store, timings, unlabeled=()
+) -> Run:
     """K folds (out-of-fold predictions for every example), then the module on all data."""
     from graft.evaluation.metrics import compute_metrics
 
@@ -467,7 +538,7 @@ def _fit_folds(out, config, splits, backbone_dir, skipped, progress, store, timi
         if done_file.is_file():
             result = json.loads(done_file.read_text())
         else:
-            fit = fit_split(fold_dir, config, fold, store, backbone_dir, progress)
+            fit = fit_split(fold_dir, config, fold, store, backbone_dir, progress, unlabeled)
             metrics = compute_metrics(fold.test.labels, fit.probs, splits.class_names)
             result = {
                 "fold": f + 1,
@@ -496,7 +567,7 @@ def _fit_folds(out, config, splits, backbone_dir, skipped, progress, store, timi
         "per_fold": per_fold,
     }
     # The module: every example, the validation split for the choices, no test split.
-    fit = fit_split(out / "final", config, splits, store, backbone_dir, progress)
+    fit = fit_split(out / "final", config, splits, store, backbone_dir, progress, unlabeled)
     timings.update(fit.timings)
     return _finish(
         out,

@@ -167,14 +167,14 @@ def lr_baseline(dataset: str, method: str, fold: int) -> dict:
         _run_child("features", dataset, str(fold))
     d = np.load(path)
     start = time.perf_counter()
-    if method == "lr_val":
-        best = None
+    if method == "lr_val":  # the C path, warm-started from the previous C
+        best, clf = None, LogisticRegression(max_iter=1000, warm_start=True)
         for c in GRID:
-            clf = LogisticRegression(C=c, max_iter=2000).fit(d["x_train"], d["y_train"])
+            clf.set_params(C=c).fit(d["x_train"], d["y_train"])
             score = (clf.predict(d["x_val"]) == d["y_val"]).mean()
             if best is None or score > best[0]:
-                best = (score, clf)
-        predicted = best[1].predict(d["x_test"])
+                best = (score, clf.predict(d["x_test"]))
+        predicted = best[1]
     else:
         x = np.concatenate([d["x_train"], d["x_val"]])
         y = np.concatenate([d["y_train"], d["y_val"]])
@@ -182,11 +182,11 @@ def lr_baseline(dataset: str, method: str, fold: int) -> dict:
         xs = scaler.transform(x)
         scores = np.zeros(len(GRID))
         for a, b in StratifiedKFold(5, shuffle=True, random_state=0).split(xs, y):
-            clf = LogisticRegression(max_iter=2000, warm_start=True)
+            clf = LogisticRegression(max_iter=1000, warm_start=True)
             for i, c in enumerate(GRID):
                 clf.set_params(C=c).fit(xs[a], y[a])
                 scores[i] += (clf.predict(xs[b]) == y[b]).mean()
-        clf = LogisticRegression(C=GRID[int(scores.argmax())], max_iter=2000).fit(xs, y)
+        clf = LogisticRegression(C=GRID[int(scores.argmax())], max_iter=1000).fit(xs, y)
         predicted = clf.predict(scaler.transform(d["x_test"]))
     seconds = time.perf_counter() - start
     return {"accuracy": float((predicted == d["y_test"]).mean()), "seconds": seconds}

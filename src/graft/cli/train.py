@@ -44,7 +44,7 @@ def train(
     lr: Annotated[float, typer.Option(help="Learning rate of an SGD head.")] = 1e-2,
     fine_tune_lr: Annotated[float, typer.Option(help="Peak fine-tuning learning rate.")] = 1e-4,
     hidden_units: Annotated[int, typer.Option(help="Hidden Dense layer in the head.")] = 0,
-    dropout: Annotated[float, typer.Option(help="Dropout before the classifier.")] = 0.2,
+    dropout: Annotated[float, typer.Option(help="Dropout of an SGD head.")] = 0.2,
     label_smoothing: Annotated[
         float, typer.Option(help="Label smoothing (SGD, fine-tuning).")
     ] = 0.1,
@@ -61,8 +61,9 @@ def train(
     augment: Annotated[
         str,
         typer.Option(
-            help="Augmentation while fine-tuning images: none (fastest: cached block "
-            "activations), light, default (no flips or rotations) or strong (adds them)."
+            help="Augmentation while fine-tuning: none (images: fastest, cached block "
+            "activations), light, default (images: no flips or rotations; texts: token deletion "
+            "and masking) or strong (adds flips and rotations, or token swaps)."
         ),
     ] = "default",
     no_augment: Annotated[

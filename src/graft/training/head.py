@@ -119,11 +119,22 @@ def fit_convex(
     refit_on: str,
     seed: int,
     sample_weight: np.ndarray | None = None,
+    lam: float = 0.0,
+    transform: str = "auto",
 ) -> HeadResult:
-    """The convex head on ``features["train"]`` (+ ``"val"``), as a Keras head model."""
-    from graft.training.linear import fit_linear_head
+    """The convex head on ``features["train"]`` (+ ``"val"``), as a Keras head model.
 
-    nonnegative = min(float(features["train"].min()), float(features["val"].min())) >= 0
+    ``lam`` (> 0) and ``transform`` (``"none"`` or ``"power"``) fix the L2 strength and the
+    feature transform; by default both are chosen by cross-validation.
+    """
+    from graft.training.linear import LAMBDAS, fit_linear_head
+
+    if transform == "auto":
+        transforms = ("none", "power") if nonnegative_features(features) else ("none",)
+    else:
+        transforms = (transform,)
+    # Whatever is not fixed is chosen by cross-validation; both fixed: one fit, no search.
+    fixed = lam if lam and len(transforms) == 1 else None
     linear = fit_linear_head(
         features["train"],
         labels["train"],
@@ -132,8 +143,9 @@ def fit_convex(
         num_classes,
         refit_on=refit_on,
         class_weight=class_weight,
-        # Power normalisation is for non-negative (pooled ReLU) features, CNNs' kind.
-        transforms=("none", "power") if nonnegative else ("none",),
+        transforms=transforms,
+        lambdas=(lam,) if lam else LAMBDAS,
+        lam=fixed,
         sample_weight=sample_weight,
         seed=seed,
     )
@@ -154,6 +166,12 @@ def fit_convex(
             (linear.predict_proba(features["val"]).argmax(1) == labels["val"]).mean()
         )
     return HeadResult(model=model, kind="convex", val_accuracy=val_accuracy, info=linear.summary())
+
+
+def nonnegative_features(features: dict[str, np.ndarray]) -> bool:
+    """Whether power normalisation is worth trying: it is for non-negative (pooled ReLU)
+    features, CNNs' kind."""
+    return all(float(features[name].min()) >= 0 for name in ("train", "val") if features[name].size)
 
 
 def fit_sgd(

@@ -90,6 +90,8 @@ def fit_head(run_dir: Path, config: TrainConfig, features, labels, n: int, refit
             class_weight=config.class_weight,
             refit_on=refit_on,
             seed=config.seed,
+            lam=config.lam,
+            transform=config.transform,
         )
         report("head", 1, 1)
         return result
@@ -213,6 +215,7 @@ def _describe_selection(selection: dict) -> dict[str, str]:
     rows = {}
     if head["kind"] == "convex":
         where = head["selection"]
+        where = "the caller (lam, transform)" if where == "given" else where
         heldout = head.get("heldout_accuracy")
         rows["head"] = (
             f"convex: multinomial logistic regression (L-BFGS to convergence), "

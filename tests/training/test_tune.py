@@ -165,16 +165,19 @@ def test_bad_arguments(small_digits, tmp_path, kwargs, error, pattern):
     assert not (tmp_path / "r").exists()
 
 
-def test_fine_tune_trial_scores_held_out_folds(searched, tmp_path):
+def test_fine_tune_trial_scores_held_out_folds(searched, tmp_path, monkeypatch):
     """A fine-tune trial (fixed parameters): every fold fine-tunes the top block from its own
     head and is scored on its held-out fold; the trial's checkpoints are removed."""
     import optuna
 
+    from graft.training import trials
     from graft.training.features import FeatureExtractor
     from graft.training.run import read_splits
     from graft.training.stages import FeatureStore
-    from graft.training.trials import FINE_TUNE_EPOCHS, Objective, SearchData
+    from graft.training.trials import Objective, SearchData
 
+    monkeypatch.setattr(trials, "FINE_TUNE_EPOCHS", 2)  # 2 epochs per fold: a quicker test
+    FINE_TUNE_EPOCHS = 2
     splits, _ = read_splits(searched.directory)
     backbone = _tiny_dir()
     data = SearchData.build(splits, FeatureStore(FeatureExtractor(backbone)), seed=0)

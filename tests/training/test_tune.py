@@ -263,3 +263,13 @@ def test_cli_rejects_zero_trials(small_digits, tmp_path):
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--trials must be at least 1. Received: trials=0" in result.stderr.replace("\n", "")
+
+
+def test_text_data_with_image_backbone_leaves_no_folder(tmp_path):
+    from tests import _tiny_zoo  # noqa: F401
+
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f"x{i},{'ab'[i % 2]}\n" for i in range(20)))
+    with pytest.raises(InvalidArgumentError, match=r"takes image input but the data is text"):
+        graft.tune(path, "tiny_cnn.test", out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -13,7 +13,6 @@ report the held-out accuracy after each fine-tuning epoch.
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,15 +173,11 @@ class Objective:
 
     def __call__(self, trial) -> float:
         params = suggest(trial, nonnegative=self.data.nonnegative, max_blocks=self.max_blocks)
-        start = time.perf_counter()
         if params.get("fine_tune_blocks"):
-            value = self._fine_tune(trial, params)
-        elif params["head"] == "convex":
-            value = self._convex(params)
-        else:
-            value = self._sgd(params, trial)[0]
-        trial.set_user_attr("seconds", time.perf_counter() - start)
-        return value
+            return self._fine_tune(trial, params)
+        if params["head"] == "convex":
+            return self._convex(params)
+        return self._sgd(params, trial)[0]
 
     # -- head-only trials -----------------------------------------------------------------
     def _convex(self, params: dict) -> float:

@@ -136,7 +136,8 @@ def tune(
     backbone_dir, manifest = resolve_backbone(model)
     out = Path(out or f"runs/tune-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = {"model": model, "seed": seed, "fine_tune": fine_tune}
-    _prepare(out, resume, settings)
+    if resume:
+        _prepare(out, resume, settings)
     if resume and (out / "splits.json").is_file():
         splits, skipped = read_splits(out)
     else:
@@ -148,6 +149,8 @@ def tune(
             f"{model} takes {kind} input but the data is {splits.kind}. "
             f"{received(model=model, data=str(data))}"
         )
+    if not resume:  # after the checks, so a refused search leaves no folder behind
+        _prepare(out, resume, settings)
     write_splits(out, splits, skipped)
 
     store = FeatureStore(FeatureExtractor(backbone_dir))

@@ -36,6 +36,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         ["models", "list"],
         ["models", "info", "x.y"],
         ["train", "--help"],
+        ["tune", "--help"],
         ["evaluate", "--help"],
         ["predict", "--help"],
     ],
@@ -57,12 +58,13 @@ def test_cli_does_not_import_tensorflow(args):
 def test_help_lists_commands_with_examples():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("models", "train", "evaluate", "predict"):
+    for command in ("models", "train", "tune", "evaluate", "predict"):
         assert command in result.stdout
     assert "Example" in result.stdout
     sub = run("models", "list", "--help")
     assert "Example: graft models list" in sub.stdout
     assert "Example: graft train" in run("train", "--help").stdout
+    assert "Example: graft tune" in run("tune", "--help").stdout
 
 
 def test_version():

@@ -25,6 +25,7 @@ __all__ = [
     "module",
     "predict",
     "train",
+    "tune",
     "__version__",
 ]
 
@@ -42,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from graft.training.run import train
 
         return train
+    if name == "tune":
+        from graft.training.tune import tune
+
+        return tune
     if name == "predict":
         from graft.inference import predict
 

@@ -436,6 +436,8 @@ def test_resume_needs_a_run(tmp_path, digits_dir):
         ({"augment": "flip"}, r"Unknown augmentation policy.*none: .*Received: augment='flip'"),
         ({"folds": 1}, r"folds must be 0 .* or at least 2.*Received: folds=1"),
         ({"class_weight": "yes"}, r"'auto', 'balanced' or 'none'.*Received: class_weight='yes'"),
+        ({"transform": "sqrt"}, r"transform must be 'auto'.*Received: transform='sqrt'"),
+        ({"head": "sgd", "lam": 0.1}, r"lam and transform set the convex head.*lam=0.1"),
     ],
 )
 def test_bad_settings(zoo_home, digits_dir, tmp_path, kwargs, pattern):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from graft import __version__
-from graft.cli import cache, export, hub, models, serve, train
+from graft.cli import cache, export, hub, models, serve, train, tune
 
 app = typer.Typer(
     name="graft",
@@ -18,6 +18,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(hub.app, name="hub")
 app.add_typer(cache.app, name="cache")
 app.command("train")(train.train)
+app.command("tune")(tune.tune)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
 app.command("export")(export.export)

@@ -32,6 +32,15 @@ def train(
             "(logistic regression solved to convergence, strength by cross-validation) or sgd."
         ),
     ] = "auto",
+    lam: Annotated[
+        float, typer.Option(help="L2 strength of the convex head (0: chosen by cross-validation).")
+    ] = 0.0,
+    transform: Annotated[
+        str,
+        typer.Option(
+            help="Feature transform of the convex head: auto (cross-validated), none or power."
+        ),
+    ] = "auto",
     epochs: Annotated[int, typer.Option(help="Epochs of an SGD-trained head.")] = 30,
     fine_tune_blocks: Annotated[
         int, typer.Option(help="Unfreeze this many top blocks and fine-tune end to end.")
@@ -141,6 +150,8 @@ def train(
             resume=resume,
             progress=progress,
             head=head,
+            lam=lam,
+            transform=transform,
             class_weight=class_weight,
             folds=folds,
             unlabeled=str(unlabeled) if unlabeled else None,

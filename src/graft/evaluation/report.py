@@ -181,6 +181,32 @@ def write_report(
 
 
 EXPORTS_START, EXPORTS_END = "<!-- graft:exports -->", "<!-- /graft:exports -->"
+SEARCH_START, SEARCH_END = "<!-- graft:search -->", "<!-- /graft:search -->"
+
+
+def add_search(report: str | Path, search: dict) -> None:
+    """Adds (or replaces) the Search section of ``report.html``, before the exports.
+
+    Args:
+        report: the report file.
+        search: ``run.json``'s ``search`` plus ``trials`` (number, state, value, params,
+            seconds, default per trial).
+
+    Example:
+        >>> add_search("runs/tuned/report.html", search)  # doctest: +SKIP
+    """
+    report = Path(report)
+    html = report.read_text(encoding="utf-8")
+    body = _environment().get_template("search.html.j2").render(search=search)
+    section = SEARCH_START + body + SEARCH_END
+    if SEARCH_START in html and SEARCH_END in html:
+        head, rest = html.split(SEARCH_START, 1)
+        html = head + section + rest.split(SEARCH_END, 1)[1]
+    elif EXPORTS_START in html:
+        html = html.replace(EXPORTS_START, section + EXPORTS_START, 1)
+    else:
+        html = html.replace("</body>", section + "\n</body>", 1)
+    _write_text(report, html)
 
 
 def _environment():

@@ -119,16 +119,22 @@ def fit_convex(
     refit_on: str,
     seed: int,
     sample_weight: np.ndarray | None = None,
-    fixed: tuple[float, str] | None = None,
+    lam: float = 0.0,
+    transform: str = "auto",
 ) -> HeadResult:
     """The convex head on ``features["train"]`` (+ ``"val"``), as a Keras head model.
 
-    ``fixed`` is ``(lam, transform)`` to refit without searching them again.
+    ``lam`` (> 0) and ``transform`` (``"none"`` or ``"power"``) fix the L2 strength and the
+    feature transform; by default both are chosen by cross-validation.
     """
-    from graft.training.linear import fit_linear_head
+    from graft.training.linear import LAMBDAS, fit_linear_head
 
-    nonnegative = min(float(features["train"].min()), float(features["val"].min())) >= 0
-    transforms = ("none", "power") if nonnegative else ("none",)
+    if transform == "auto":
+        transforms = ("none", "power") if nonnegative_features(features) else ("none",)
+    else:
+        transforms = (transform,)
+    # Whatever is not fixed is chosen by cross-validation; both fixed: one fit, no search.
+    fixed = lam if lam and len(transforms) == 1 else None
     linear = fit_linear_head(
         features["train"],
         labels["train"],
@@ -137,9 +143,9 @@ def fit_convex(
         num_classes,
         refit_on=refit_on,
         class_weight=class_weight,
-        # Power normalisation is for non-negative (pooled ReLU) features, CNNs' kind.
-        transforms=(fixed[1],) if fixed else transforms,
-        lam=fixed[0] if fixed else None,
+        transforms=transforms,
+        lambdas=(lam,) if lam else LAMBDAS,
+        lam=fixed,
         sample_weight=sample_weight,
         seed=seed,
     )
@@ -160,6 +166,12 @@ def fit_convex(
             (linear.predict_proba(features["val"]).argmax(1) == labels["val"]).mean()
         )
     return HeadResult(model=model, kind="convex", val_accuracy=val_accuracy, info=linear.summary())
+
+
+def nonnegative_features(features: dict[str, np.ndarray]) -> bool:
+    """Whether power normalisation is worth trying: it is for non-negative (pooled ReLU)
+    features, CNNs' kind."""
+    return all(float(features[name].min()) >= 0 for name in ("train", "val") if features[name].size)
 
 
 def fit_sgd(

@@ -34,6 +34,8 @@ class TrainConfig:
 
     model: str = "efficientnet_lite0.imagenet"
     head: str = "auto"
+    lam: float = 0.0  # the convex head's L2 strength; 0 = chosen by cross-validation
+    transform: str = "auto"  # the convex head's feature transform: auto, none or power
     class_weight: str = "auto"
     epochs: int = 30
     batch_size: int = 32
@@ -92,6 +94,18 @@ class TrainConfig:
             )
             raise InvalidArgumentError(
                 f"pseudo_threshold must be in (0, 1] and pseudo_rounds at least 1. {values}"
+            )
+        if self.transform not in ("auto", "none", "power") or self.lam < 0:
+            raise InvalidArgumentError(
+                "transform must be 'auto' (chosen by cross-validation), 'none' (standardised "
+                "features) or 'power' (power-normalised); lam must be 0 (chosen by "
+                f"cross-validation) or positive. {received(transform=self.transform, lam=self.lam)}"
+            )
+        fixed = self.lam or self.transform != "auto"
+        if fixed and resolve_kind(self.head, self.hidden_units, self.prune_sparsity) != "convex":
+            raise InvalidArgumentError(
+                "lam and transform set the convex head; this run trains an SGD head. "
+                f"{received(head=self.head, lam=self.lam, transform=self.transform)}"
             )
         if self.folds == 1 or self.folds < 0:
             raise InvalidArgumentError(
@@ -208,6 +222,53 @@ def _read_split(run_dir: Path, name: str) -> LabeledData:
     )
 
 
+def write_splits(out: Path, splits: DataSplits, skipped=(), extra: dict | None = None) -> None:
+    """Writes ``splits.json``: which examples are in which split (read back by ``read_splits``)."""
+    write_json(
+        out / "splits.json",
+        {
+            "kind": splits.kind,
+            "class_names": list(splits.class_names),
+            "source": splits.train.source,
+            "skipped": [asdict(s) for s in skipped],
+            **{
+                name: {"items": list(part.items), "labels": list(part.labels)}
+                for name, part in splits.named().items()
+            },
+            **(extra or {}),
+        },
+    )
+
+
+def read_splits(out: Path) -> tuple[DataSplits, tuple[Skipped, ...]]:
+    """The splits and skipped examples of ``splits.json``."""
+    splits = DataSplits(*(_read_split(out, n) for n in ("train", "val", "test")))
+    skipped = tuple(Skipped(**s) for s in json.loads((out / "splits.json").read_text())["skipped"])
+    return splits, skipped
+
+
+def resolve_backbone(model: str):
+    """``(module_dir, manifest)`` of a backbone training can use (a feature-vector or
+    text-embedding task).
+
+    Raises:
+        ModelNotFoundError: ``model`` names nothing graft knows.
+        InvalidArgumentError: it is a classifier or another kind of model.
+    """
+    from graft.handles import resolve
+    from graft.module.io import verify
+
+    backbone_dir = resolve(model)
+    manifest = verify(backbone_dir)
+    if manifest.task not in FEATURE_TASKS:
+        raise InvalidArgumentError(
+            f"{model} is a {manifest.task} model; training needs a backbone "
+            "whose task is image-feature-vector or text-embedding (for an ImageNet classifier "
+            f"use its .imagenet entry). {received(model=model)}"
+        )
+    return backbone_dir, manifest
+
+
 def _prepare_run_dir(out: Path, resume: bool, config: TrainConfig) -> None:
     if resume:
         if not (out / "config.json").is_file():
@@ -273,8 +334,6 @@ def train(
         >>> print(run.metrics["accuracy"], run.report)  # doctest: +SKIP
     """
     import graft.data
-    from graft.handles import resolve
-    from graft.module.io import verify
 
     unknown = set(settings) - set(TrainConfig.__dataclass_fields__)
     if unknown:
@@ -284,14 +343,7 @@ def train(
         )
     config = TrainConfig(model=model, **settings)
     config.check()
-    backbone_dir = resolve(config.model)
-    backbone_manifest = verify(backbone_dir)
-    if backbone_manifest.task not in FEATURE_TASKS:
-        raise InvalidArgumentError(
-            f"{config.model} is a {backbone_manifest.task} model; training needs a backbone "
-            "whose task is image-feature-vector or text-embedding (for an ImageNet classifier "
-            f"use its .imagenet entry). {received(model=config.model)}"
-        )
+    backbone_dir, backbone_manifest = resolve_backbone(config.model)
     if config.fine_tune_blocks > len(backbone_manifest.groups):
         blocks = ", ".join(g.name for g in backbone_manifest.groups)
         raise InvalidArgumentError(
@@ -303,10 +355,7 @@ def train(
     _prepare_run_dir(out, resume, config)
 
     if resume and (out / "splits.json").is_file():
-        splits = DataSplits(*(_read_split(out, n) for n in ("train", "val", "test")))
-        skipped = tuple(
-            Skipped(**s) for s in json.loads((out / "splits.json").read_text())["skipped"]
-        )
+        splits, skipped = read_splits(out)
     else:
         if isinstance(data, DataSplits):
             splits = data
@@ -323,20 +372,7 @@ def train(
             from graft.training.stages import assign_folds
 
             splits, extra["folds"] = assign_folds(splits, config)
-        write_json(
-            out / "splits.json",
-            {
-                "kind": splits.kind,
-                "class_names": list(splits.class_names),
-                "source": splits.train.source,
-                "skipped": [asdict(s) for s in skipped],
-                **{
-                    name: {"items": list(part.items), "labels": list(part.labels)}
-                    for name, part in splits.named().items()
-                },
-                **extra,
-            },
-        )
+        write_splits(out, splits, skipped, extra)
     kind = FEATURE_TASKS[backbone_manifest.task]
     if splits.kind != kind:
         raise InvalidArgumentError(

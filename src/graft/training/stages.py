@@ -102,7 +102,8 @@ def fit_head(
             class_weight=config.class_weight,
             refit_on=refit_on,
             seed=config.seed,
-            fixed=fixed,
+            lam=fixed[0] if fixed else config.lam,
+            transform=fixed[1] if fixed else config.transform,
         )
         report("head", 1, 1)
         return result
@@ -266,6 +267,7 @@ def _describe_selection(selection: dict) -> dict[str, str]:
     rows = {}
     if head["kind"] == "convex":
         where = head["selection"]
+        where = "the caller (lam, transform)" if where == "given" else where
         heldout = head.get("heldout_accuracy")
         rows["head"] = (
             f"convex: multinomial logistic regression (L-BFGS to convergence), "

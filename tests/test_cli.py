@@ -38,6 +38,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         ["train", "--help"],
         ["evaluate", "--help"],
         ["predict", "--help"],
+        ["ensemble", "--help"],
     ],
 )
 def test_cli_does_not_import_tensorflow(args):

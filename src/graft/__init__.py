@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = [
     "data",
+    "ensemble",
     "errors",
     "evaluate",
     "export",
@@ -42,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from graft.training.run import train
 
         return train
+    if name == "ensemble":
+        from graft.training.ensemble import ensemble
+
+        return ensemble
     if name == "predict":
         from graft.inference import predict
 

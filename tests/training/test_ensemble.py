@@ -295,6 +295,27 @@ def test_tfidf_member_end_to_end(text_run, home):
     assert [p.label for p in text_run.predict(new)] == ["weather", "cooking"]
 
 
+def test_text_module_exports_as_saved_model_and_serves(text_run, tmp_path, monkeypatch):
+    from tests.serve.conftest import ServeServer, add_version, options
+
+    monkeypatch.setenv("GRAFT_HOME", str(tmp_path / "home"))
+    report = graft.export(text_run.module_dir, "saved_model", out=tmp_path / "export")
+    row = next(r for r in report.rows if r.format == "saved_model")
+    assert row.max_abs_diff < 1e-5 and row.top1_agreement == 1.0
+    with pytest.raises(InvalidArgumentError, match="Export it as saved_model"):
+        graft.export(text_run.module_dir, "tflite", out=tmp_path / "tflite")
+    texts = ["snow and cold wind", "roast the pepper"]
+    add_version(tmp_path / "models", "topics", 1, text_run.module_dir)
+    with ServeServer(options(tmp_path / "models")) as server:
+        server.wait_ready()
+        body = {"instances": texts}
+        response = httpx.post(f"{server.url}/v1/models/topics:predict", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        got = np.array([p["probabilities"] for p in response.json()["predictions"]])
+    expected = np.asarray(text_run.model().predict(np.array(texts, dtype=object), verbose=0))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_cli_prints_the_comparison(topics_csv, home, tmp_path):
     result = CliRunner().invoke(
         app,

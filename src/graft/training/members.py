@@ -17,9 +17,8 @@ from pathlib import Path
 
 from graft.errors import InvalidArgumentError, received
 from graft.training.features import FeatureExtractor
+from graft.training.run import FEATURE_TASKS
 from graft.training.tfidf import TFIDF
-
-FEATURE_TASKS = {"image-feature-vector": "image", "text-embedding": "text"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,9 @@ class Member:
 
     @property
     def layer_name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_]+", "_", self.name).strip("_") or "member"
+        """The name as a Keras layer name (the last part of a path or handle)."""
+        short = self.name.rstrip("/").rsplit("/", 1)[-1]
+        return re.sub(r"[^A-Za-z0-9_]+", "_", short).strip("_") or "member"
 
 
 def check_names(names: Sequence[str]) -> list[str]:

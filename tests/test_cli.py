@@ -39,6 +39,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         ["tune", "--help"],
         ["evaluate", "--help"],
         ["predict", "--help"],
+        ["ensemble", "--help"],
     ],
 )
 def test_cli_does_not_import_tensorflow(args):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = [
     "data",
+    "ensemble",
     "errors",
     "evaluate",
     "export",
@@ -47,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from graft.training.tune import tune
 
         return tune
+    if name == "ensemble":
+        from graft.training.ensemble import ensemble
+
+        return ensemble
     if name == "predict":
         from graft.inference import predict
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from graft import __version__
-from graft.cli import cache, export, hub, models, serve, train, tune
+from graft.cli import cache, ensemble, export, hub, models, serve, train, tune
 
 app = typer.Typer(
     name="graft",
@@ -21,6 +21,7 @@ app.command("train")(train.train)
 app.command("tune")(tune.tune)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
+app.command("ensemble")(ensemble.ensemble)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
 

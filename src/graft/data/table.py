@@ -150,7 +150,9 @@ def from_csv(
     missing = {name: frac for name, frac in (("val", val_fraction), ("test", test_fraction))}
     missing = {k: v for k, v in missing.items() if not len(parts[k])}
     if missing:  # draw the absent splits from the train rows
-        scale = 1.0 - sum(v for k, v in (("val", val_fraction), ("test", test_fraction)) if k not in missing)
+        scale = 1.0 - sum(
+            v for k, v in (("val", val_fraction), ("test", test_fraction)) if k not in missing
+        )
         drawn = stratified_split(
             parts["train"],
             missing.get("val", 0.0) / scale,

@@ -47,9 +47,7 @@ def read_unlabeled(
         with ThreadPoolExecutor(max_workers=8) as pool:
             problems = list(pool.map(check_image, files))
         items = tuple(str(p) for p, bad in zip(files, problems, strict=True) if not bad)
-        skipped = tuple(
-            Skipped(str(p), bad) for p, bad in zip(files, problems, strict=True) if bad
-        )
+        skipped = tuple(Skipped(str(p), bad) for p, bad in zip(files, problems, strict=True) if bad)
     else:
         if path.is_dir():
             raise InvalidArgumentError(
@@ -68,7 +66,9 @@ def read_unlabeled(
                     f"{path} has no column {text_column!r}; its columns are {list(rows[0])}. "
                     f"{received(text_column=text_column)}"
                 )
-            items = tuple(str(r[text_column]) for r in rows if str(r.get(text_column) or "").strip())
+            items = tuple(
+                str(r[text_column]) for r in rows if str(r.get(text_column) or "").strip()
+            )
         skipped = ()
     if not items:
         raise InvalidArgumentError(

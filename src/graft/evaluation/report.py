@@ -80,6 +80,7 @@ def write_report(
     summary: dict | None = None,
     folds: dict | None = None,
     selection: dict | None = None,
+    members: Sequence[dict] | None = None,
 ) -> EvalReport:
     """Computes metrics and writes every evaluation file into ``directory``.
 
@@ -98,6 +99,9 @@ def write_report(
             other arguments then hold the out-of-fold predictions of every example.
         selection: how the model was chosen (``run.json``'s ``selection``): the convex head's
             held-out scores per strength are plotted (``selection.png``).
+        members: an ensemble's comparison rows (``name``, ``role``: member, ensemble or
+            reference, ``features``, ``head``, ``oof_accuracy``, ``test_accuracy``), shown as a
+            table and kept in metrics.json.
 
     Returns:
         The metrics and the folder.
@@ -108,6 +112,8 @@ def write_report(
     metrics["skipped"] = len(skipped)
     if folds:
         metrics["folds"] = folds
+    if members:
+        metrics["members"] = [dict(m) for m in members]
     names = list(class_names)
     y_pred = probs.argmax(axis=1)
     top3 = np.argsort(-probs, axis=1)[:, :3]
@@ -174,6 +180,7 @@ def write_report(
             confusion=list(zip(names, metrics["confusion_matrix"], strict=True)),
             exports_html="",
             folds=folds,
+            members=list(members or ()),
         )
     )
     _write_text(directory / "report.html", html)

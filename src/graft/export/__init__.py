@@ -210,6 +210,13 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
     from graft.export.graphs import load_exportable
 
     ex = load_exportable(module_dir)
+    stringless = sorted({fmt for fmt, _ in plan if fmt != "saved_model"})
+    if ex.core is None and stringless:
+        raise InvalidArgumentError(
+            f"{', '.join(stringless)} run the network without string ops, and this text module "
+            f"has none to split off ({ex.no_core.split(' Received:')[0]}). Export it as "
+            f"saved_model, which takes strings. {received(formats=stringless)}"
+        )
     test = parts["test"]
     index = {name: i for i, name in enumerate(ex.labels)}
     unknown = sorted(set(test.class_names) - set(index))
@@ -231,7 +238,15 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
         def core(run):
             return lambda batch: run(ex.tokenize(batch))
 
-    keras_run = core(lambda batch: np.asarray(ex.core.predict_on_batch(batch)))
+    if ex.core is None:  # strings in: the module's own model is the reference
+
+        def keras_run(batch):
+            import tensorflow as tf
+
+            return np.asarray(ex.raw.predict_on_batch(tf.constant(list(batch), tf.string)))
+
+    else:
+        keras_run = core(lambda batch: np.asarray(ex.core.predict_on_batch(batch)))
 
     reference = compare.batched(keras_run, decoded)
     reference_accuracy = float((reference.argmax(1) == labels).mean())

@@ -23,6 +23,7 @@ class Exportable:
     size: tuple[int, int] | None
     name: str
     preprocessor: object = None  # text: the module's BertTextPreprocessor layer
+    no_core: str = ""  # why a text module has no string-free core (``core`` is then None)
 
     def prepare(self, items):
         """What the core takes, from what the module takes: decoded arrays (images) or token
@@ -107,7 +108,9 @@ def split_core(model, kind: str, encoded: bool, size):
 
 
 def load_exportable(module_dir) -> Exportable:
-    """Loads a classifier module and splits off its decoding layer.
+    """Loads a classifier module and splits off its decoding layer (or tokenizer). A text
+    module without graft's BERT layout (an ensemble) gets ``core=None``: it exports only as a
+    SavedModel, which takes strings.
 
     Raises:
         InvalidArgumentError: the module is not a classifier with labels.
@@ -124,7 +127,14 @@ def load_exportable(module_dir) -> Exportable:
         )
     model = loaded.model
     inputs = manifest.inputs
-    core, preprocessor = split_core(model, inputs.kind, inputs.encoded, inputs.size)
+    no_core = ""
+    try:
+        core, preprocessor = split_core(model, inputs.kind, inputs.encoded, inputs.size)
+    except InvalidArgumentError as exc:
+        if inputs.kind != "text":
+            raise
+        # Another text layout (an ensemble, TF-IDF): only the raw SavedModel can be written.
+        core, preprocessor, no_core = None, None, str(exc)
     return Exportable(
         raw=model,
         core=core,
@@ -133,4 +143,5 @@ def load_exportable(module_dir) -> Exportable:
         size=tuple(manifest.inputs.size) if manifest.inputs.size else None,
         name=manifest.name,
         preprocessor=preprocessor,
+        no_core=no_core,
     )

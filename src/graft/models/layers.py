@@ -255,3 +255,41 @@ class FeatureScaling(keras.layers.Layer):
 
 
 CUSTOM_LAYERS["graft>FeatureScaling"] = FeatureScaling
+
+
+@keras.saving.register_keras_serializable(package="graft")
+class ResizeImage(keras.layers.Layer):
+    """Bilinear resize of float images to ``size`` (no antialiasing; TFLite's
+    ``RESIZE_BILINEAR``), for an ensemble member whose input is smaller than the shared
+    decoding size.
+
+    Not ``keras.layers.Resizing``: its ``call`` defaults to ``training=True``, and when a model
+    is called without ``training`` Keras passes that default on to the layers after it, so a
+    backbone's BatchNormalization would normalise with batch statistics.
+
+    Args:
+        size: ``(height, width)``.
+
+    Example:
+        >>> r = ResizeImage((2, 2))
+        >>> np.asarray(r(np.ones((1, 4, 4, 3), "float32"))).shape
+        (1, 2, 2, 3)
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(int(v) for v in size)
+
+    def call(self, inputs):
+        return ops.image.resize(inputs, self.size, interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=list(self.size))
+        return config
+
+
+CUSTOM_LAYERS["graft>ResizeImage"] = ResizeImage

@@ -23,11 +23,9 @@ def serving_model(backbone, head, kind: str, size):
     import keras
 
     from graft.models.layers import DecodeImage
+    from graft.training.head import uncompiled
 
-    if getattr(head, "compiled", False):
-        weights = head.get_weights()
-        head = keras.Model.from_config(head.get_config())  # clone_model would compile it
-        head.set_weights(weights)
+    head = uncompiled(head)
 
     if kind == "image":
         inputs = keras.Input(shape=(), dtype="string", name="image_bytes")
@@ -36,3 +34,34 @@ def serving_model(backbone, head, kind: str, size):
         inputs = keras.Input(shape=(), dtype="string", name="text")
         x = inputs
     return keras.Model(inputs, head(backbone(x)), name="classifier")
+
+
+def ensemble_model(branches, meta_head, kind: str, size):
+    """Raw encoded image bytes (or strings) -> every member branch -> the meta-learner ->
+    probabilities: the one model an ensemble module holds.
+
+    Images are decoded once, by one ``DecodeImage`` layer at ``size``; everything after it is
+    one nested model (``ensemble``), the float-image core that export and serving run.
+
+    Args:
+        branches: one Keras model per member (``members.member_branch``).
+        meta_head: the meta-learner's ``LinearHead`` on the concatenated branch outputs.
+        kind: ``"image"`` or ``"text"``.
+        size: the decoding size of images.
+    """
+    import keras
+
+    from graft.models.layers import DecodeImage
+    from graft.training.head import head_model, uncompiled
+
+    if kind == "image":
+        inputs = keras.Input((*size, 3), name="image")
+    else:
+        inputs = keras.Input(shape=(), dtype="string", name="text")
+    outputs = keras.layers.Concatenate(name="member_outputs")([b(inputs) for b in branches])
+    probabilities = uncompiled(head_model(meta_head))(outputs)
+    if kind != "image":
+        return keras.Model(inputs, probabilities, name="classifier")
+    core = keras.Model(inputs, probabilities, name="ensemble")
+    raw = keras.Input(shape=(), dtype="string", name="image_bytes")
+    return keras.Model(raw, core(DecodeImage(size, name="decode_image")(raw)), name="classifier")

@@ -106,9 +106,18 @@ class FeatureExtractor:
             return self._run_tflite(batch)
         if self.kind == "text":
             if self._engine is None:
+                from graft.errors import InvalidArgumentError
                 from graft.models.text import TextEngine
 
-                self._engine = TextEngine(self.keras_model())
+                try:
+                    self._engine = TextEngine(self.keras_model())
+                except InvalidArgumentError:  # another text layout: the model on strings
+                    import tensorflow as tf
+
+                    model = self.keras_model()
+                    self._engine = lambda texts: np.asarray(
+                        model(tf.constant(list(texts), tf.string), training=False)
+                    )
             return self._engine(batch)
         return np.asarray(self.keras_model()(batch, training=False))
 

@@ -27,11 +27,14 @@ def build_head(
     label_smoothing: float = 0.1,
     transform: str = "none",
     scaling: tuple[np.ndarray, np.ndarray] | None = None,
+    activation: str = "softmax",
 ):
     """``[PowerNormalization] [-> FeatureScaling] -> Dropout -> [Dense(hidden, relu) -> Dropout]
     -> Dense(softmax)``, compiled with Adam and categorical cross-entropy.
 
-    ``scaling`` is ``(mean, scale)`` of a fixed ``FeatureScaling`` layer (the convex head's).
+    ``scaling`` is ``(mean, scale)`` of a fixed ``FeatureScaling`` layer (the convex head's);
+    ``activation`` of the last layer may also be ``"log_softmax"`` (an ensemble member's
+    log-probabilities).
 
     Example:
         >>> build_head(1280, 5).output_shape  # doctest: +SKIP
@@ -49,7 +52,7 @@ def build_head(
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden")(x)
         x = keras.layers.Dropout(dropout, name="head_hidden_dropout")(x) if dropout else x
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(num_classes, activation=activation, name="predictions")(x)
     model = keras.Model(inputs, outputs, name="head")
     compile_classifier(model, learning_rate, label_smoothing)
     return model
@@ -149,17 +152,7 @@ def fit_convex(
         sample_weight=sample_weight,
         seed=seed,
     )
-    # No Dropout: the solution is exact without it, and dropping inputs of a kernel fitted
-    # without dropout would only add noise to the logits when fine-tuning starts from it.
-    model = build_head(
-        features["train"].shape[1],
-        num_classes,
-        dropout=0.0,
-        label_smoothing=label_smoothing,
-        transform=linear.transform,
-        scaling=(linear.mean, linear.scale),
-    )
-    model.get_layer("predictions").set_weights([linear.kernel, linear.bias])
+    model = head_model(linear, label_smoothing=label_smoothing)
     val_accuracy = None
     if refit_on == "train" and len(labels["val"]):
         val_accuracy = float(
@@ -172,6 +165,43 @@ def nonnegative_features(features: dict[str, np.ndarray]) -> bool:
     """Whether power normalisation is worth trying: it is for non-negative (pooled ReLU)
     features, CNNs' kind."""
     return all(float(features[name].min()) >= 0 for name in ("train", "val") if features[name].size)
+
+
+def uncompiled(model):
+    """``model`` without its training configuration (an uncompiled copy with the same weights),
+    so that a module holding it does not warn about optimizer variables on every load."""
+    if not getattr(model, "compiled", False):
+        return model
+    import keras
+
+    weights = model.get_weights()
+    copy = keras.Model.from_config(model.get_config())  # clone_model would compile it
+    copy.set_weights(weights)
+    return copy
+
+
+def head_model(linear, *, label_smoothing: float = 0.1, activation: str = "softmax"):
+    """A fitted convex head (``linear.LinearHead``) as Keras layers: ``[PowerNormalization] ->
+    FeatureScaling -> Dense``, with ``activation`` (``"softmax"`` or ``"log_softmax"``).
+
+    Example:
+        >>> head_model(fit_linear_head(xtr, ytr, xva, yva, 5)).output_shape  # doctest: +SKIP
+        (None, 5)
+    """
+    dim, n = linear.kernel.shape
+    # No Dropout: the solution is exact without it, and dropping inputs of a kernel fitted
+    # without dropout would only add noise to the logits when fine-tuning starts from it.
+    model = build_head(
+        dim,
+        n,
+        dropout=0.0,
+        label_smoothing=label_smoothing,
+        transform=linear.transform,
+        scaling=(linear.mean, linear.scale),
+        activation=activation,
+    )
+    model.get_layer("predictions").set_weights([linear.kernel, linear.bias])
+    return model
 
 
 def fit_sgd(

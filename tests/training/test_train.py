@@ -33,9 +33,10 @@ def test_digits_reaches_90_percent(digits_run):
 
 def test_default_head_is_not_below_a_tuned_logistic_regression(digits_run):
     """The accuracy rule, on the run's own split and cached features: scikit-learn's
-    LogisticRegression with C picked on the validation split is not better (2 examples of
-    slack on 179)."""
+    LogisticRegression on standardised features, C picked on the validation split from a
+    warm-started path, is not better (2 examples of slack on 179)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
     from graft.training.features import FeatureExtractor
 
@@ -43,9 +44,11 @@ def test_default_head_is_not_below_a_tuned_logistic_regression(digits_run):
     fx = FeatureExtractor(graft.models.materialize("efficientnet_lite0.imagenet"))
     x = {n: fx(splits[n]["items"]) for n in ("train", "val", "test")}
     y = {n: np.asarray(splits[n]["labels"]) for n in ("train", "val", "test")}
-    best = None
-    for c in np.logspace(-3, 3, 7):
-        clf = LogisticRegression(C=c, max_iter=3000).fit(x["train"], y["train"])
+    scaler = StandardScaler().fit(x["train"])
+    x = {n: scaler.transform(v) for n, v in x.items()}
+    best, clf = None, LogisticRegression(max_iter=1000, warm_start=True)
+    for c in np.logspace(-4, 2, 13):
+        clf.set_params(C=c).fit(x["train"], y["train"])
         score = (clf.predict(x["val"]) == y["val"]).mean()
         if best is None or score > best[0]:
             best = (score, (clf.predict(x["test"]) == y["test"]).mean())

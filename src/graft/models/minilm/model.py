@@ -53,12 +53,31 @@ def sentence_encoder(directory: Path, sequence_length: int = 256) -> keras.Model
 
     backbone = keras_hub.models.BertBackbone.from_preset(str(directory))
     vocabulary = (directory / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    return text_encoder(backbone, vocabulary, sequence_length, name="minilm_l6")
+
+
+def text_encoder(backbone, vocabulary: list[str], sequence_length: int, name: str) -> keras.Model:
+    """graft's text layout around a KerasHub BERT backbone: strings -> ``BertTextPreprocessor``
+    -> backbone -> masked mean pooling -> L2 normalisation."""
     text = keras.Input(shape=(), dtype="string", name="text")
     features = BertTextPreprocessor(vocabulary, sequence_length, name="preprocessor")(text)
     sequence = backbone(features)["sequence_output"]
     pooled = MaskedMeanPooling(name="mean_pool")(sequence, features["padding_mask"])
     embedding = keras.layers.UnitNormalization(name="l2_normalize")(pooled)
-    return keras.Model(text, embedding, name="minilm_l6")
+    return keras.Model(text, embedding, name=name)
+
+
+def encoder_groups(model: keras.Model) -> tuple:
+    """The fine-tuning groups of a ``text_encoder``: embeddings, then one per transformer
+    layer (BERT's [CLS] pooler is left out: mean pooling never reads it)."""
+    from graft.models.transfer import assign_groups
+
+    backbone = model.get_layer("bert_backbone")
+    return tuple(
+        g
+        for g in assign_groups(backbone.layers, group_key, prefix=f"{backbone.name}/")
+        if g.name != "unused_pooler"
+    )
 
 
 def group_key(name: str) -> str | None:
@@ -73,16 +92,9 @@ def group_key(name: str) -> str | None:
 
 def build(spec) -> Built:
     """Builds the ``minilm_l6.sentence`` zoo entry."""
-    from graft.models.transfer import assign_groups
-
     directory = model_dir()
     model = sentence_encoder(directory, spec.options["sequence_length"])
-    backbone = model.get_layer("bert_backbone")
-    groups = tuple(
-        g
-        for g in assign_groups(backbone.layers, group_key, prefix=f"{backbone.name}/")
-        if g.name != "unused_pooler"
-    )
+    groups = encoder_groups(model)
     provenance = Provenance(
         source=spec.source,
         converted_from="model.safetensors",

@@ -373,7 +373,7 @@ def _state(run_dir: Path) -> dict:
 
 def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp_path):
     env = {**os.environ, "GRAFT_HOME": str(_shared_zoo_home)}
-    args = [sys.executable, "-m", "graft.cli.main", "train", str(digits_dir), "--epochs", "40"]
+    args = [sys.executable, "-m", "graft.cli.main", "train", str(digits_dir), "--epochs", "20"]
     args += ["--head", "sgd"]
     killed, full = tmp_path / "killed", tmp_path / "full"
     proc = subprocess.Popen(
@@ -391,7 +391,7 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_at_kill = _state(killed)["head"]["epochs_done"]
-    assert 5 <= done_at_kill < 40 and not (killed / "module").exists()
+    assert 5 <= done_at_kill < 20 and not (killed / "module").exists()
     (killed / "checkpoints" / ".0123abcd.head_last.keras").write_bytes(b"half-written")
     resumed = subprocess.run(
         [*args, "--out", str(killed), "--resume"],
@@ -410,7 +410,7 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
     assert straight.returncode == 0, straight.stderr[-3000:]
     h_killed = _state(killed)["head"]["history"]
     h_full = _state(full)["head"]["history"]
-    assert len(h_killed["loss"]) == 40
+    assert len(h_killed["loss"]) == 20
     np.testing.assert_allclose(h_killed["val_loss"], h_full["val_loss"], rtol=1e-6)
     m1 = json.loads((killed / "metrics.json").read_text())
     m2 = json.loads((full / "metrics.json").read_text())

@@ -130,6 +130,10 @@ def child_graft(dataset: str, method: str, fold: int) -> dict:
         if "finetune" in selection:
             history = json.loads((out / "state.json").read_text())["finetune"]["history"]
             result["finetune_epochs"] = len(history["loss"])
+            if history.get("seconds"):
+                result["finetune_epoch_s"] = float(
+                    sorted(history["seconds"])[len(history["seconds"]) // 2]
+                )
             result["finetune_val"] = selection["finetune"]["val_accuracy"]
             result["head_val"] = selection["head"]["val_accuracy"]
     del run
@@ -309,6 +313,24 @@ def table(datasets, methods) -> str:
             lines += [
                 "",
                 f"Fine-tuning (default augmentation) kept per fold: {', '.join(map(str, kept))}.",
+            ]
+        per_epoch = {}
+        for method in ("finetune2", "finetune2_none"):
+            values = [
+                r["finetune_epoch_s"]
+                for p in sorted((WORK / dataset / method).glob("fold_*.json"))
+                if "finetune_epoch_s" in (r := json.loads(p.read_text()))
+            ]
+            if values:
+                per_epoch[method] = float(np.median(values))
+        if len(per_epoch) == 2 and model != MINILM:  # texts: no cached-activation path
+            lines += [
+                "",
+                f"Time per fine-tuning epoch (2 blocks, median over folds): "
+                f"{per_epoch['finetune2']:.1f} s with augmentation (the whole network runs), "
+                f"{per_epoch['finetune2_none']:.1f} s with `--augment none` (cached activations: "
+                f"only the unfrozen blocks run), "
+                f"{per_epoch['finetune2'] / per_epoch['finetune2_none']:.1f}x.",
             ]
         lines.append("")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ def run_stage(
         epoch_seed = seed * 10_007 + stage_offset + epoch
         keras.utils.set_random_seed(epoch_seed)
         reseed_layers(model, epoch_seed)
+        started = time.perf_counter()
         data = train_data(epoch)
         fit_kwargs = dict(
             epochs=epoch + 1,
@@ -150,6 +152,8 @@ def run_stage(
         logs = {k: float(v[-1]) for k, v in result.history.items()}
         for key, value in logs.items():
             state.history.setdefault(key, []).append(value)
+        # Wall time of the epoch (its data, its steps and validation), for bench/quality.py.
+        state.history.setdefault("seconds", []).append(time.perf_counter() - started)
         with writer.as_default(step=epoch):
             for key, value in logs.items():
                 tf.summary.scalar(key, value)

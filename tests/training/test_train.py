@@ -31,10 +31,11 @@ def test_digits_reaches_90_percent(digits_run):
     assert digits_run.selection["kept"] == "head"
 
 
-def test_default_head_is_not_below_a_tuned_logistic_regression(digits_run):
+def test_default_head_is_not_below_a_tuned_logistic_regression(digits_run, zoo_home):
     """The accuracy rule, on the run's own split and cached features: scikit-learn's
     LogisticRegression on standardised features, C picked on the validation split from a
-    warm-started path, is not better (2 examples of slack on 179)."""
+    warm-started path, is not better (2 examples of slack on 179). ``zoo_home``: the run's
+    cache, so the features are read, not computed again."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 

@@ -194,15 +194,20 @@ def test_folds_cover_train_and_validation_once_and_keep_test_out(image_run):
 
 def test_report_compares_members_with_the_ensemble(image_run):
     rows = {r["name"]: r for r in image_run.members}
-    assert [r["role"] for r in image_run.members] == ["member", "member", "ensemble", "reference"]
+    roles = [r["role"] for r in image_run.members]
+    assert roles[:2] == ["member", "member"] and sorted(roles[2:]) == ["ensemble", "reference"]
     for r in image_run.members:
         assert 0.1 < r["oof_accuracy"] <= 1 and 0.1 < r["test_accuracy"] <= 1
-    stack = next(r for r in image_run.members if r["role"] == "ensemble")
-    assert stack["test_accuracy"] == pytest.approx(image_run.metrics["accuracy"])
+    saved = next(r for r in image_run.members if r["role"] == "ensemble")
+    other = next(r for r in image_run.members if r["role"] == "reference")
+    assert (
+        saved["name"].endswith("(saved module)") and saved["oof_accuracy"] >= other["oof_accuracy"]
+    )
+    assert saved["test_accuracy"] == pytest.approx(image_run.metrics["accuracy"])
     run_json = json.loads((image_run.directory / "run.json").read_text())
     metrics = json.loads((image_run.directory / "metrics.json").read_text())
     assert run_json["members"] == metrics["members"] == image_run.members
-    assert run_json["metrics"]["cv_accuracy"] == stack["oof_accuracy"]
+    assert run_json["metrics"]["cv_accuracy"] == saved["oof_accuracy"]
     html = image_run.report.read_text()
     assert 'id="members"' in html and all(name in html for name in rows)
     assert "resized inside" in rows["tiny_cnn.test"]["features"]  # 24x24 decode -> 16x16
@@ -337,7 +342,7 @@ def test_cli_prints_the_comparison(topics_csv, home, tmp_path):
         ],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
-    assert "members vs stack" in result.output and "stack (saved module)" in result.output
+    assert "(saved module)" in result.output and "mean of members" in result.output
     assert "tfidf" in result.output and (tmp_path / "run" / "module" / "model.keras").is_file()
 
 
@@ -375,3 +380,41 @@ def test_cli_error_is_one_line(topics_csv, home, tmp_path):
     result = CliRunner().invoke(app, ["ensemble", str(topics_csv), "--model", "tfidf"])
     assert result.exit_code == 1
     assert "at least two members" in result.output and "Traceback" not in result.output
+
+
+# -- the two ways a module combines its members ----------------------------------------------
+
+
+def _log_softmax_branches(rng):
+    import keras
+
+    branches = []
+    for i in range(2):
+        inputs = keras.Input((4, 4, 3), name="image")
+        x = keras.layers.Flatten()(inputs)
+        out = keras.layers.Dense(3, activation="log_softmax", name=f"head{i}")(x)
+        model = keras.Model(inputs, out, name=f"member{i}")
+        model.get_layer(f"head{i}").set_weights([rng.normal(size=(48, 3)), rng.normal(size=3)])
+        branches.append(model)
+    return branches
+
+
+@pytest.mark.parametrize("combiner", ["stack", "mean"])
+def test_module_core_combines_members_as_chosen(combiner):
+    from graft.training.assemble import ensemble_model
+
+    rng = np.random.default_rng(0)
+    branches = _log_softmax_branches(rng)
+    images = rng.uniform(size=(20, 4, 4, 3)).astype("float32")
+    outputs = [np.asarray(b(images)) for b in branches]
+    meta = None
+    if combiner == "stack":
+        z = stacking.meta_inputs(outputs)
+        meta = stacking.fit_meta(z, rng.integers(0, 3, 20), 3, seed=0)
+        expected = meta.predict_proba(z)
+    else:
+        expected = np.mean([np.exp(o) for o in outputs], axis=0)
+    core = ensemble_model(branches, meta, "image", (4, 4)).get_layer("ensemble")
+    got = np.asarray(core(images))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)

@@ -81,7 +81,7 @@ def ensemble(
         "role",
         f"cross-validated accuracy ({run.config.folds} folds)",
         "test accuracy",
-        title=f"Ensemble {run.directory}: members vs stack",
+        title=f"Ensemble {run.directory}: members vs their combinations",
     )
     for row in run.members:
         style = "bold" if row["role"] == "ensemble" else None

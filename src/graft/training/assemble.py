@@ -36,7 +36,7 @@ def serving_model(backbone, head, kind: str, size):
     return keras.Model(inputs, head(backbone(x)), name="classifier")
 
 
-def ensemble_model(branches, meta_head, kind: str, size):
+def ensemble_model(branches, meta_head, kind: str, size, log_probabilities: bool = True):
     """Raw encoded image bytes (or strings) -> every member branch -> the meta-learner ->
     probabilities: the one model an ensemble module holds.
 
@@ -45,9 +45,12 @@ def ensemble_model(branches, meta_head, kind: str, size):
 
     Args:
         branches: one Keras model per member (``members.member_branch``).
-        meta_head: the meta-learner's ``LinearHead`` on the concatenated branch outputs.
+        meta_head: the meta-learner's ``LinearHead`` on the concatenated branch outputs, or
+            ``None`` for the plain mean of the members' probabilities (branches that output
+            log-probabilities are exponentiated first).
         kind: ``"image"`` or ``"text"``.
         size: the decoding size of images.
+        log_probabilities: the branches output log-probabilities (else probabilities).
     """
     import keras
 
@@ -58,8 +61,17 @@ def ensemble_model(branches, meta_head, kind: str, size):
         inputs = keras.Input((*size, 3), name="image")
     else:
         inputs = keras.Input(shape=(), dtype="string", name="text")
-    outputs = keras.layers.Concatenate(name="member_outputs")([b(inputs) for b in branches])
-    probabilities = uncompiled(head_model(meta_head))(outputs)
+    outputs = [b(inputs) for b in branches]
+    if meta_head is None:
+        if log_probabilities:
+            outputs = [
+                keras.layers.Activation("exponential", name=f"probabilities_{i}")(o)
+                for i, o in enumerate(outputs)
+            ]
+        probabilities = keras.layers.Average(name="mean_of_members")(outputs)
+    else:
+        joined = keras.layers.Concatenate(name="member_outputs")(outputs)
+        probabilities = uncompiled(head_model(meta_head))(joined)
     if kind != "image":
         return keras.Model(inputs, probabilities, name="classifier")
     core = keras.Model(inputs, probabilities, name="ensemble")

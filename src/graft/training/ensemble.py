@@ -63,9 +63,10 @@ class EnsembleRun:
     """A finished ensemble: its module, the member comparison and the test evaluation.
 
     Attributes:
-        members: one row per member, then the stack (``role == "ensemble"``) and the plain
-            mean of the members' probabilities (``role == "reference"``): cross-validated
-            (out-of-fold) and test accuracy of each.
+        members: one row per member, then the stack (meta-learner) and the plain mean of the
+            members' probabilities, cross-validated (out-of-fold) and test accuracy of each;
+            the one of those two that scored better out of fold is saved (``role ==
+            "ensemble"``), the other is ``role == "reference"``.
         test_probs: the ensemble's probabilities on the test split (as the module computes
             them from the cached features).
 

@@ -273,3 +273,21 @@ def test_text_data_with_image_backbone_leaves_no_folder(tmp_path):
     with pytest.raises(InvalidArgumentError, match=r"takes image input but the data is text"):
         graft.tune(path, "tiny_cnn.test", out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_equal_scores_keep_the_earliest_trial():
+    import optuna
+
+    from graft.training.tune import best_trial
+
+    study = optuna.create_study(direction="maximize")
+    distribution = {"lam": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+    for lam, value in [(0.01, 0.70), (0.1, 0.69), (0.3, 0.70 + 1e-12), (0.5, 0.70)]:
+        study.add_trial(
+            optuna.trial.create_trial(params={"lam": lam}, distributions=distribution, value=value)
+        )
+    assert best_trial(study).number == 0
+    study.add_trial(
+        optuna.trial.create_trial(params={"lam": 0.2}, distributions=distribution, value=0.71)
+    )
+    assert best_trial(study).number == 4

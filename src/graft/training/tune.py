@@ -306,6 +306,21 @@ def _write_trials(out: Path, records: list[dict]) -> None:
     write_bytes(out / "trials.csv", buffer.getvalue().encode("utf-8"))
 
 
+def best_trial(study):
+    """The completed trial with the highest score; among equal scores (to 1e-9) the earliest,
+    so graft's default (trial 0) is kept unless another configuration really scores higher.
+
+    Example:
+        >>> best_trial(optuna.load_study(...)).number  # doctest: +SKIP
+        0
+    """
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    top = max(t.value for t in complete)
+    return min((t for t in complete if t.value >= top - 1e-9), key=lambda t: t.number)
+
+
 def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progress) -> TuneResult:
     """Trains the best configuration into ``out`` (resumable) and writes the search records."""
     from dataclasses import asdict
@@ -315,7 +330,7 @@ def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progres
     from graft.training.run import TrainConfig
     from graft.training.trials import train_settings
 
-    best = study.best_trial
+    best = best_trial(study)
     settings = train_settings(best.params)
     config = asdict(TrainConfig(model=model, seed=seed, **settings))
     saved = out / "config.json"

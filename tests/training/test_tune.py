@@ -282,7 +282,7 @@ def test_equal_scores_keep_the_earliest_trial():
 
     study = optuna.create_study(direction="maximize")
     distribution = {"lam": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
-    for lam, value in [(0.01, 0.70), (0.1, 0.69), (0.3, 0.70 + 1e-12), (0.5, 0.70)]:
+    for lam, value in [(0.01, 0.70), (0.1, 0.69), (0.3, 0.70 + 2e-6), (0.5, 0.70)]:
         study.add_trial(
             optuna.trial.create_trial(params={"lam": lam}, distributions=distribution, value=value)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -20,6 +21,53 @@ def print_table(table) -> None:
         console.print(table)
     else:
         Console(width=max(console.width, 120)).print(table)
+
+
+@contextlib.contextmanager
+def stage_progress():
+    """A progress display with one bar per stage. Yields ``(progress, bar)``: the
+    ``progress(stage, done, total)`` callback that ``graft.train``, ``tune`` and ``ensemble``
+    take, and the rich ``Progress`` (``bar.console.print`` prints above the bars)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    tasks: dict[str, int] = {}
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield progress, bar
+
+
+def load_splits(data, *, out, resume: bool, seed: int, text_column, label_column, split_column):
+    """The data split as ``graft.data.load`` splits it, with a one-line summary; ``None`` when
+    a run in ``out`` is resumed (it reads its own saved splits)."""
+    from graft.data import load
+
+    if resume and out is not None and (out / "splits.json").is_file():
+        return None
+    kwargs = {"seed": seed}
+    if not data.is_dir():
+        kwargs.update(text_column=text_column, label_column=label_column, split_column=split_column)
+    splits = load(str(data), **kwargs)
+    console.print(
+        f"Data: {len(splits.train)} train, {len(splits.val)} validation, "
+        f"{len(splits.test)} test; {len(splits.class_names)} classes"
+        + (
+            f"; [yellow]{len(splits.skipped)} unreadable file(s) skipped[/]"
+            if splits.skipped
+            else ""
+        )
+    )
+    return splits
 
 
 F = TypeVar("F", bound=Callable)

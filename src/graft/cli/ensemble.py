@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow
+from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow, stage_progress
 
 
 @handle_errors
@@ -40,31 +40,17 @@ def ensemble(
         typer.Option(help="Column of a table naming each row's split: train, val or test."),
     ] = None,
 ) -> None:
-    """Stack several backbones: each member's head predicts out of fold, a logistic-regression
-    meta-learner combines them, and the result is ONE module (raw input -> probabilities).
+    """Stack several backbones: each member's head predicts out of fold; a logistic-regression
+    meta-learner or the plain mean of the members, whichever scores better out of fold,
+    combines them, and the result is ONE module (raw input -> probabilities).
 
     Example: graft ensemble data/flowers --model efficientnet_lite0.imagenet
     --model efficientnet_lite1.imagenet --out runs/flowers-ens
     """
     quiet_tensorflow()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     import graft
 
-    tasks: dict[str, int] = {}
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with stage_progress() as (progress, _):
         run = graft.ensemble(
             data,
             models=model,

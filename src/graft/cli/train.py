@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow
+from graft.cli._common import (
+    console,
+    handle_errors,
+    load_splits,
+    print_table,
+    quiet_tensorflow,
+    stage_progress,
+)
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="Backbone: a feature-vector zoo entry or module.")
@@ -107,42 +114,18 @@ def train(
     --fine-tune-blocks 2 --augment strong --folds 5
     """
     quiet_tensorflow()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     import graft
-    from graft.data import load
 
-    splits = None
-    if not resume or out is None or not (out / "splits.json").is_file():
-        kwargs = {"seed": seed}
-        if not data.is_dir():
-            kwargs.update(
-                text_column=text_column, label_column=label_column, split_column=split_column
-            )
-        splits = load(str(data), **kwargs)
-        console.print(
-            f"Data: {len(splits.train)} train, {len(splits.val)} validation, "
-            f"{len(splits.test)} test; {len(splits.class_names)} classes"
-            + (
-                f"; [yellow]{len(splits.skipped)} unreadable file(s) skipped[/]"
-                if splits.skipped
-                else ""
-            )
-        )
-    tasks: dict[str, int] = {}
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    splits = load_splits(
+        data,
+        out=out,
+        resume=resume,
+        seed=seed,
+        text_column=text_column,
+        label_column=label_column,
+        split_column=split_column,
+    )
+    with stage_progress() as (progress, _):
         run = graft.train(
             splits if splits is not None else data,
             model,

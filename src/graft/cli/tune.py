@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from graft.cli._common import console, handle_errors, quiet_tensorflow
+from graft.cli._common import console, handle_errors, load_splits, quiet_tensorflow, stage_progress
 from graft.cli.train import ModelOption
 
 
@@ -57,40 +57,22 @@ def tune(
     --out runs/flowers-tuned
     """
     quiet_tensorflow()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     import graft
     from graft.cli.train import _print_metrics
-    from graft.data import load
     from graft.errors import InvalidArgumentError, received
 
     if trials < 1:
         raise InvalidArgumentError(f"--trials must be at least 1. {received(trials=trials)}")
-    splits = None
-    if not resume or out is None or not (out / "splits.json").is_file():
-        kwargs = {"seed": seed}
-        if not data.is_dir():
-            kwargs.update(
-                text_column=text_column, label_column=label_column, split_column=split_column
-            )
-        splits = load(str(data), **kwargs)
-        console.print(
-            f"Data: {len(splits.train)} train, {len(splits.val)} validation, "
-            f"{len(splits.test)} test; {len(splits.class_names)} classes"
-        )
-    tasks: dict[str, int] = {}
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
+    splits = load_splits(
+        data,
+        out=out,
+        resume=resume,
+        seed=seed,
+        text_column=text_column,
+        label_column=label_column,
+        split_column=split_column,
+    )
+    with stage_progress() as (progress, bar):
 
         def on_trial(r: dict) -> None:
             value = f"{r['value']:.4f}" if r["value"] is not None else "-"

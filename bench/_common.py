@@ -1,10 +1,14 @@
-"""Shared by the benchmarks: the machine's description and the RESULTS.md sections."""
+"""Shared by the benchmarks: the machine's description, the RESULTS.md sections and child
+processes."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,3 +57,19 @@ def write_section(name: str, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def run_child(script: str, *args: str, env: dict | None = None, label: str = "") -> dict:
+    """Runs ``python script --child *args`` in a fresh process with ``env`` added to this
+    one's environment; the child's last line of output is JSON. Exits with its stderr tail
+    if it fails."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{label or args} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -38,7 +38,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_section  # noqa: E402
+from _common import machine, run_child, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "quality"
@@ -142,17 +142,8 @@ def child_graft(dataset: str, method: str, fold: int) -> dict:
 
 
 def _run_child(*args: str) -> dict:
-    env = {**os.environ, "GRAFT_HOME": str(HOME), "MLFLOW_DISABLE_TELEMETRY": "true"}
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{args} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    env = {"GRAFT_HOME": str(HOME), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return run_child(__file__, *args, env=env)
 
 
 # -- baselines in this process (scikit-learn on the saved features) ---------------------------

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_section  # noqa: E402
+from _common import machine, run_child, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MODEL = "efficientnet_lite0.imagenet"
@@ -186,17 +185,7 @@ CHILDREN = {
 
 
 def _run_child(name: str, work: Path, home: Path) -> dict:
-    env = {**os.environ, "GRAFT_HOME": str(home)}
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", name, str(work)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, name, str(work), env={"GRAFT_HOME": str(home)}, label=name)
 
 
 def main() -> None:

@@ -7,23 +7,17 @@ Importing this module registers ``tiny_bert.test``.
 
 from __future__ import annotations
 
-from graft.models.registry import ModelSpec, register
-from graft.module.manifest import InputSpec, OutputSpec
+from graft.module.manifest import InputSpec
+from tests._tiny_zoo import register_test_entry
 
 SEQUENCE_LENGTH = 32
 
-SPEC = register(
-    ModelSpec(
-        name="tiny_bert.test",
-        task="text-embedding",
-        inputs=InputSpec(kind="text", max_length=SEQUENCE_LENGTH),
-        outputs=OutputSpec(kind="feature_vector", dim=32),
-        params=0,
-        license="test",
-        source="tests/_tiny_bert.py",
-        builder="tests._tiny_bert:build",
-        description="test entry: MiniLM's WordPiece vocabulary, 2 random BERT layers, mean pool",
-    )
+SPEC = register_test_entry(
+    "tiny_bert.test",
+    InputSpec(kind="text", max_length=SEQUENCE_LENGTH),
+    32,
+    "tests._tiny_bert:build",
+    "test entry: MiniLM's WordPiece vocabulary, 2 random BERT layers, mean pool",
 )
 
 

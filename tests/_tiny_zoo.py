@@ -13,18 +13,35 @@ import time
 from graft.models.registry import ModelSpec, register
 from graft.module.manifest import InputSpec, OutputSpec
 
-SPEC = register(
-    ModelSpec(
-        name="tiny_cnn.test",
-        task="image-feature-vector",
-        inputs=InputSpec(kind="image", size=(16, 16), value_range=(0.0, 1.0)),
-        outputs=OutputSpec(kind="feature_vector", dim=8),
-        params=0,
-        license="test",
-        source="tests/_tiny_zoo.py",
-        builder="tests._tiny_zoo:build",
-        description="test entry",
+
+def register_test_entry(
+    name: str, inputs: InputSpec, dim: int, builder: str, description: str
+) -> ModelSpec:
+    """Registers a zoo entry made by tests: license "test" (the zoo's own tests leave those
+    out), no parameter count, a feature vector of ``dim`` out; ``builder`` is "module:function"
+    and names the source file."""
+    task = "image-feature-vector" if inputs.kind == "image" else "text-embedding"
+    return register(
+        ModelSpec(
+            name=name,
+            task=task,
+            inputs=inputs,
+            outputs=OutputSpec(kind="feature_vector", dim=dim),
+            params=0,
+            license="test",
+            source=builder.split(":")[0].replace(".", "/") + ".py",
+            builder=builder,
+            description=description,
+        )
     )
+
+
+SPEC = register_test_entry(
+    "tiny_cnn.test",
+    InputSpec(kind="image", size=(16, 16), value_range=(0.0, 1.0)),
+    8,
+    "tests._tiny_zoo:build",
+    "test entry",
 )
 
 

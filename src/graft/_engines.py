@@ -11,6 +11,23 @@ import numpy as np
 
 from graft import config
 
+RUNTIMES = ("auto", "tflite", "keras")
+
+
+def check_runtime(runtime: str) -> str:
+    """``runtime`` if it is one graft runs networks with.
+
+    Raises:
+        InvalidArgumentError: another value.
+    """
+    from graft.errors import InvalidArgumentError, received
+
+    if runtime not in RUNTIMES:
+        raise InvalidArgumentError(
+            f"runtime must be 'auto', 'tflite' or 'keras'. {received(runtime=runtime)}"
+        )
+    return runtime
+
 
 def tflite_file(model, key: str) -> Path:
     """``model`` converted to float TFLite once per ``key`` (e.g. the sha256 of its

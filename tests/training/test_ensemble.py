@@ -14,43 +14,30 @@ import pytest
 from typer.testing import CliRunner
 
 import graft
-import tests._tiny_zoo  # noqa: F401  (registers tiny_cnn.test)
 from graft.cli.main import app
 from graft.errors import InvalidArgumentError, ModelNotFoundError
-from graft.models.registry import ModelSpec, register
-from graft.module.manifest import InputSpec, OutputSpec
+from graft.module.manifest import InputSpec
 from graft.training import stacking
+from tests._tiny_zoo import register_test_entry  # (importing it registers tiny_cnn.test)
 
-register(
-    ModelSpec(
-        name="tiny_cnn.wide",
-        task="image-feature-vector",
-        inputs=InputSpec(kind="image", size=(24, 24), value_range=(0.0, 1.0)),
-        outputs=OutputSpec(kind="feature_vector", dim=8),
-        params=0,
-        license="test",
-        source="tests/training/test_ensemble.py",
-        builder="tests.training.test_ensemble:build_wide",
-        description="a second small image backbone, with a larger input than tiny_cnn.test",
-    )
+register_test_entry(
+    "tiny_cnn.wide",
+    InputSpec(kind="image", size=(24, 24), value_range=(0.0, 1.0)),
+    8,
+    "tests.training.test_ensemble:build_wide",
+    "a second small image backbone, with a larger input than tiny_cnn.test",
 )
 WORDS = (
     "goal match team coach league player score win "
     "oven bake soup salt sauce dough roast pepper "
     "rain snow wind sunny storm cold fog heat"
 ).split()
-register(
-    ModelSpec(
-        name="tiny_text.test",
-        task="text-embedding",
-        inputs=InputSpec(kind="text", max_length=16),
-        outputs=OutputSpec(kind="feature_vector", dim=8),
-        params=0,
-        license="test",
-        source="tests/training/test_ensemble.py",
-        builder="tests.training.test_ensemble:build_text",
-        description="a small text embedding: word ids -> random embeddings -> mean",
-    )
+register_test_entry(
+    "tiny_text.test",
+    InputSpec(kind="text", max_length=16),
+    8,
+    "tests.training.test_ensemble:build_text",
+    "a small text embedding: word ids -> random embeddings -> mean",
 )
 
 

@@ -45,10 +45,9 @@ class ServeOptions:
                 "Give exactly one of --model-dir and --model-config-file. "
                 f"{received(model_dir=self.model_dir, model_config_file=self.model_config_file)}"
             )
-        if self.runtime not in ("auto", "tflite", "keras"):
-            raise InvalidArgumentError(
-                f"runtime must be 'auto', 'tflite' or 'keras'. {received(runtime=self.runtime)}"
-            )
+        from graft._engines import check_runtime
+
+        check_runtime(self.runtime)
         b = self.batching
         if b.max_batch_size < 1 or b.timeout_ms < 0 or b.max_enqueued < 1:
             raise InvalidArgumentError(

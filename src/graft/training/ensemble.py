@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from graft.data.dataset import DataSplits, LabeledData, Skipped
+from graft.data.dataset import DataSplits, Skipped
 from graft.errors import InvalidArgumentError, ModuleExistsError, received
-from graft.inference import Prediction
 from graft.training.loop import write_json
+from graft.training.run import RunFolder
+from graft.training.stages import _pool
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -52,14 +53,13 @@ class EnsembleConfig:
                 "The ensemble is evaluated on a held-out test split: test_fraction must be in "
                 f"(0, 1). {received(test_fraction=self.test_fraction)}"
             )
-        if self.runtime not in ("auto", "tflite", "keras"):
-            raise InvalidArgumentError(
-                f"runtime must be 'auto', 'tflite' or 'keras'. {received(runtime=self.runtime)}"
-            )
+        from graft._engines import check_runtime
+
+        check_runtime(self.runtime)
 
 
 @dataclass
-class EnsembleRun:
+class EnsembleRun(RunFolder):
     """A finished ensemble: its module, the member comparison and the test evaluation.
 
     Attributes:
@@ -85,44 +85,6 @@ class EnsembleRun:
     timings: dict = field(default_factory=dict)
     skipped: tuple[Skipped, ...] = ()
     test_probs: np.ndarray | None = None
-
-    @property
-    def module_dir(self) -> Path:
-        return self.directory / "module"
-
-    @property
-    def report(self) -> Path:
-        return self.directory / "report.html"
-
-    def model(self):
-        """The ensemble's Keras model (raw input -> probabilities)."""
-        from graft.module.io import load
-
-        return load(self.module_dir).model
-
-    def predict(self, inputs: Sequence[str], top_k: int = 3) -> list[Prediction]:
-        """Predicts label names for image files or texts."""
-        from graft.inference import predict
-
-        return predict(self.module_dir, inputs, top_k=top_k)
-
-    def evaluate(self, data: str | DataSplits | LabeledData | None = None, out=None):
-        """Evaluates the module on ``data`` (default: the run's test split)."""
-        from graft.evaluation.classifier import evaluate
-        from graft.training.run import _read_split
-
-        return evaluate(self.module_dir, data or _read_split(self.directory, "test"), out=out)
-
-
-def _pool(splits: DataSplits) -> LabeledData:
-    parts = (splits.train, splits.val)
-    return LabeledData(
-        kind=splits.kind,
-        items=tuple(i for p in parts for i in p.items),
-        labels=tuple(label for p in parts for label in p.labels),
-        class_names=splits.class_names,
-        source=splits.train.source,
-    )
 
 
 def _load_splits(data, config: EnsembleConfig, table: dict) -> DataSplits:
@@ -197,7 +159,7 @@ def ensemble(
     table = {"text_column": text_column, "label_column": label_column}
     splits = _load_splits(data, config, {**table, "split_column": split_column})
     members = resolve_members(config.models, splits.kind)
-    pooled = _pool(splits)
+    pooled = _pool(splits, ("train", "val"))
     labels = np.asarray(pooled.labels, int)
     n = len(splits.class_names)
     smallest = int(np.bincount(labels, minlength=n).min())

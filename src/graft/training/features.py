@@ -52,13 +52,10 @@ class FeatureExtractor:
         threads: int | None = None,
         model=None,
     ):
-        from graft.errors import InvalidArgumentError, received
+        from graft._engines import check_runtime
         from graft.module.io import verify
 
-        if runtime not in ("auto", "tflite", "keras"):
-            raise InvalidArgumentError(
-                f"runtime must be 'auto', 'tflite' or 'keras'. {received(runtime=runtime)}"
-            )
+        check_runtime(runtime)
         self.module_dir = Path(module_dir)
         self.manifest = verify(self.module_dir)
         self.kind = self.manifest.inputs.kind

@@ -153,26 +153,11 @@ def _module_name(run_dir: Path) -> str:
     return name if name[0].isalnum() else f"run-{name}"
 
 
-@dataclass
-class Run:
-    """A finished training run: its module, metrics and files.
-
-    Example:
-        >>> run = graft.train("flower_photos", out="runs/flowers")  # doctest: +SKIP
-        >>> run.predict(["daisy.jpg"])[0].label  # doctest: +SKIP
-        'daisy'
-    """
+class RunFolder:
+    """What a run folder (``directory``) offers, for ``Run``, ``EnsembleRun`` and
+    ``TuneResult``: its module, report, predictions and evaluation."""
 
     directory: Path
-    config: TrainConfig
-    class_names: tuple[str, ...]
-    kind: str
-    metrics: dict
-    history: dict
-    timings: dict = field(default_factory=dict)
-    skipped: tuple[Skipped, ...] = ()
-    selection: dict = field(default_factory=dict)
-    folds: dict | None = None
 
     @property
     def module_dir(self) -> Path:
@@ -183,7 +168,7 @@ class Run:
         return self.directory / "report.html"
 
     def model(self):
-        """The trained Keras model (raw input -> probabilities)."""
+        """The module's Keras model (raw input -> probabilities)."""
         from graft.module.io import load
 
         return load(self.module_dir).model
@@ -209,6 +194,28 @@ class Run:
         loaded = load(self.module_dir)
         save(loaded.model, directory, loaded.manifest, overwrite=overwrite)
         return Path(directory)
+
+
+@dataclass
+class Run(RunFolder):
+    """A finished training run: its module, metrics and files.
+
+    Example:
+        >>> run = graft.train("flower_photos", out="runs/flowers")  # doctest: +SKIP
+        >>> run.predict(["daisy.jpg"])[0].label  # doctest: +SKIP
+        'daisy'
+    """
+
+    directory: Path
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    kind: str
+    metrics: dict
+    history: dict
+    timings: dict = field(default_factory=dict)
+    skipped: tuple[Skipped, ...] = ()
+    selection: dict = field(default_factory=dict)
+    folds: dict | None = None
 
 
 def _read_split(run_dir: Path, name: str) -> LabeledData:

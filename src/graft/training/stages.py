@@ -495,11 +495,13 @@ def assign_folds(splits: DataSplits, config: TrainConfig) -> tuple[DataSplits, d
     return DataSplits(final.train, final.val, final.test, skipped=splits.skipped), record
 
 
-def _pool(splits: DataSplits) -> LabeledData:
+def _pool(splits: DataSplits, names: tuple[str, ...] = ("train", "val", "test")) -> LabeledData:
+    """The examples of the ``names`` splits as one ``LabeledData``."""
+    parts = [splits.named()[name] for name in names]
     return LabeledData(
         kind=splits.kind,
-        items=tuple(i for p in splits.named().values() for i in p.items),
-        labels=tuple(label for p in splits.named().values() for label in p.labels),
+        items=tuple(i for p in parts for i in p.items),
+        labels=tuple(label for p in parts for label in p.labels),
         class_names=splits.class_names,
         source=splits.train.source,
     )

@@ -30,7 +30,7 @@ import numpy as np
 from graft.data.dataset import DataSplits
 from graft.errors import InvalidArgumentError, ModuleExistsError, received
 from graft.training.loop import write_json
-from graft.training.run import Run
+from graft.training.run import Run, RunFolder
 
 STUDY = "graft-tune"
 FINISHED = ("COMPLETE", "PRUNED")
@@ -38,7 +38,7 @@ _CHECKED = ("model", "seed", "fine_tune")  # settings a resumed search must keep
 
 
 @dataclass(frozen=True)
-class TuneResult:
+class TuneResult(RunFolder):
     """A finished search and the run trained with its best configuration.
 
     Attributes:
@@ -60,14 +60,6 @@ class TuneResult:
     trials: tuple[dict, ...]
     importances: dict
     run: Run
-
-    @property
-    def module_dir(self) -> Path:
-        return self.directory / "module"
-
-    @property
-    def report(self) -> Path:
-        return self.directory / "report.html"
 
 
 def tune(

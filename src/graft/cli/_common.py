@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -73,6 +74,15 @@ def load_splits(data, *, out, resume: bool, seed: int, text_column, label_column
 F = TypeVar("F", bound=Callable)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
+TrainingData = Annotated[
+    Path, typer.Argument(help="A folder of class subfolders, or a .csv/.tsv/.jsonl of texts.")
+]
+TextColumn = Annotated[str, typer.Option(help="Text column of a table.")]
+LabelColumn = Annotated[str, typer.Option(help="Label column of a table.")]
+SplitColumn = Annotated[
+    str | None,
+    typer.Option(help="Column of a table naming each row's split: train, val or test."),
+]
 
 
 def quiet_tensorflow() -> None:

@@ -8,14 +8,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow, stage_progress
+from graft.cli._common import (
+    LabelColumn,
+    SplitColumn,
+    TextColumn,
+    TrainingData,
+    console,
+    handle_errors,
+    print_table,
+    quiet_tensorflow,
+    stage_progress,
+)
 
 
 @handle_errors
 def ensemble(
-    data: Annotated[
-        Path, typer.Argument(help="A folder of class subfolders, or a .csv/.tsv/.jsonl of texts.")
-    ],
+    data: TrainingData,
     model: Annotated[
         list[str],
         typer.Option(
@@ -33,12 +41,9 @@ def ensemble(
         int, typer.Option(help="Folds of train + validation for the out-of-fold predictions.")
     ] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and the folds.")] = 0,
-    text_column: Annotated[str, typer.Option(help="Text column of a table.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Label column of a table.")] = "label",
-    split_column: Annotated[
-        str | None,
-        typer.Option(help="Column of a table naming each row's split: train, val or test."),
-    ] = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    split_column: SplitColumn = None,
 ) -> None:
     """Stack several backbones: each member's head predicts out of fold; a logistic-regression
     meta-learner or the plain mean of the members, whichever scores better out of fold,

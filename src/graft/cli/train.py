@@ -10,6 +10,10 @@ import typer
 from rich.table import Table
 
 from graft.cli._common import (
+    LabelColumn,
+    SplitColumn,
+    TextColumn,
+    TrainingData,
     console,
     handle_errors,
     load_splits,
@@ -25,9 +29,7 @@ ModelOption = Annotated[
 
 @handle_errors
 def train(
-    data: Annotated[
-        Path, typer.Argument(help="A folder of class subfolders, or a .csv/.tsv/.jsonl of texts.")
-    ],
+    data: TrainingData,
     model: ModelOption = "efficientnet_lite0.imagenet",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<time>).")
@@ -68,12 +70,9 @@ def train(
         str,
         typer.Option(help="auto (balanced when classes differ by more than 3x), balanced, none."),
     ] = "auto",
-    text_column: Annotated[str, typer.Option(help="Text column of a table.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Label column of a table.")] = "label",
-    split_column: Annotated[
-        str | None,
-        typer.Option(help="Column of a table naming each row's split: train, val or test."),
-    ] = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    split_column: SplitColumn = None,
     augment: Annotated[
         str,
         typer.Option(

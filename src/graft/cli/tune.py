@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from graft.cli._common import console, handle_errors, load_splits, quiet_tensorflow, stage_progress
+from graft.cli._common import (
+    LabelColumn,
+    SplitColumn,
+    TextColumn,
+    TrainingData,
+    console,
+    handle_errors,
+    load_splits,
+    quiet_tensorflow,
+    stage_progress,
+)
 from graft.cli.train import ModelOption
 
 
@@ -19,9 +29,7 @@ def _params(params: dict) -> str:
 
 @handle_errors
 def tune(
-    data: Annotated[
-        Path, typer.Argument(help="A folder of class subfolders, or a .csv/.tsv/.jsonl of texts.")
-    ],
+    data: TrainingData,
     model: ModelOption = "efficientnet_lite0.imagenet",
     trials: Annotated[
         int, typer.Option(help="Finished trials to reach (resumed ones count).")
@@ -40,12 +48,9 @@ def tune(
         typer.Option(help="Also search fine-tuning depth (0-3 top blocks) and learning rate."),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the split, folds, sampler, training.")] = 0,
-    text_column: Annotated[str, typer.Option(help="Text column of a table.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Label column of a table.")] = "label",
-    split_column: Annotated[
-        str | None,
-        typer.Option(help="Column of a table naming each row's split: train, val or test."),
-    ] = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    split_column: SplitColumn = None,
 ) -> None:
     """Search head (and fine-tuning) settings with Optuna, then train and save the best.
 

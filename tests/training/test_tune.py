@@ -61,7 +61,11 @@ def test_best_is_not_below_the_default_and_the_study_holds_every_trial(searched)
     assert searched.default_value == searched.trials[0]["value"]
     assert searched.best_value >= searched.default_value
     values = [t["value"] for t in searched.trials if t["state"] == "COMPLETE"]
-    assert searched.best_value == max(values) and len(set(values)) > 2  # a real search
+    assert len(set(values)) > 2  # a real search
+    if searched.best_value < max(values):  # a lead within one standard error keeps the default
+        assert searched.best_number == 0 and "default configuration is kept" in searched.selection
+    else:
+        assert searched.best_value == max(values) and not searched.selection
     assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in searched.trials) == 8
     study = optuna.load_study(
         study_name="graft-tune", storage=f"sqlite:///{searched.directory / 'study.db'}"
@@ -291,3 +295,28 @@ def test_equal_scores_keep_the_earliest_trial():
         optuna.trial.create_trial(params={"lam": 0.2}, distributions=distribution, value=0.71)
     )
     assert best_trial(study).number == 4
+
+
+def test_a_lead_within_one_standard_error_keeps_the_default():
+    import optuna
+
+    from graft.training.tune import best_trial, standard_error
+
+    study = optuna.create_study(direction="maximize")
+    distribution = {"lam": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+
+    def add(lam, value, **attrs):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lam": lam}, distributions=distribution, value=value, user_attrs=attrs
+            )
+        )
+
+    add(0.01, 0.70, default=True)
+    add(0.1, 0.71)
+    assert standard_error(0.70, 1000) == pytest.approx(0.01449, abs=1e-5)
+    assert best_trial(study).number == 1  # the highest score
+    assert best_trial(study, examples=1000).number == 0  # +0.010 < 0.0145: the default
+    assert best_trial(study, examples=100_000).number == 1  # +0.010 > 0.0014
+    add(0.3, 0.72)
+    assert best_trial(study, examples=1000).number == 2  # +0.020 > 0.0145

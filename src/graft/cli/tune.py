@@ -102,6 +102,8 @@ def tune(
         f"Best: trial {result.best_number}, cross-validated accuracy "
         f"[bold]{result.best_value:.4f}[/] ({_params(result.best_params)})"
     )
+    if result.selection:
+        console.print(result.selection)
     default = next((t for t in result.trials if t["default"] and t["value"] is not None), None)
     if default:
         console.print(f"Default configuration (trial {default['number']}): {default['value']:.4f}")

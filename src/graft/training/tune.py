@@ -50,6 +50,7 @@ class TuneResult(RunFolder):
         trials: every trial: number, state, value, params, seconds, default.
         importances: parameter importances per group of trials, or why there are none.
         run: the ``Run`` trained with the best configuration.
+        selection: why the default was kept over a trial that scored higher, if it was.
     """
 
     directory: Path
@@ -60,6 +61,7 @@ class TuneResult(RunFolder):
     trials: tuple[dict, ...]
     importances: dict
     run: Run
+    selection: str = ""
 
 
 def tune(
@@ -298,21 +300,34 @@ def _write_trials(out: Path, records: list[dict]) -> None:
     write_bytes(out / "trials.csv", buffer.getvalue().encode("utf-8"))
 
 
-def best_trial(study):
-    """The completed trial with the highest score; among scores within ``1e-4`` of it (less
-    than one example of a cross-validated accuracy below 10,000 examples: the fold scores of
-    different head kinds differ in the last digits) the earliest, so graft's default (trial 0)
-    is kept unless another configuration really scores higher.
+def best_trial(study, examples: int | None = None):
+    """The trial whose configuration the run is trained with.
+
+    The completed trial with the highest score; among scores within ``1e-4`` of it (less than
+    one example of a cross-validated accuracy below 10,000 examples: the fold scores of
+    different head kinds differ in the last digits) the earliest. With ``examples`` (the size
+    of the cross-validated pool) it must also beat graft's default configuration (trial 0) by
+    more than the standard error of the default's accuracy, ``sqrt(p (1 - p) / examples)``;
+    otherwise the default is kept: a smaller lead is within what the choice of folds moves.
 
     Example:
-        >>> best_trial(optuna.load_study(...)).number  # doctest: +SKIP
+        >>> best_trial(optuna.load_study(...), examples=1600).number  # doctest: +SKIP
         0
     """
     import optuna
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     top = max(t.value for t in complete)
-    return min((t for t in complete if t.value >= top - 1e-4), key=lambda t: t.number)
+    best = min((t for t in complete if t.value >= top - 1e-4), key=lambda t: t.number)
+    default = next((t for t in complete if t.user_attrs.get("default")), None)
+    if examples is None or default is None or best.number == default.number:
+        return best
+    return best if best.value - default.value > standard_error(default.value, examples) else default
+
+
+def standard_error(accuracy: float, examples: int) -> float:
+    """The binomial standard error of an accuracy measured on ``examples`` examples."""
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / max(examples, 1)))
 
 
 def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progress) -> TuneResult:
@@ -324,7 +339,8 @@ def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progres
     from graft.training.run import TrainConfig
     from graft.training.trials import train_settings
 
-    best = best_trial(study)
+    examples = len(splits.train) + len(splits.val)  # the cross-validated pool
+    best = best_trial(study, examples)
     settings = train_settings(best.params)
     config = asdict(TrainConfig(model=model, seed=seed, **settings))
     saved = out / "config.json"
@@ -342,6 +358,15 @@ def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progres
     default = next((r for r in records if r["default"] and r["state"] == "COMPLETE"), None)
     importances = _importances(study, seed)
     _write_trials(out, records)
+    top = best_trial(study)
+    selection = ""
+    if top.number != best.number:
+        selection = (
+            f"Trial {top.number} scored {top.value:.4f}, ahead of the default by "
+            f"{top.value - best.value:.4f}: less than the standard error of the default's "
+            f"accuracy on {examples} examples ({standard_error(best.value, examples):.4f}), "
+            "so the default configuration is kept."
+        )
     search = {
         "objective": f"{folds}-fold cross-validated accuracy on train+val",
         "best_trial": best.number,
@@ -351,6 +376,7 @@ def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progres
         "default_value": default["value"] if default else None,
         "states": {s: sum(r["state"] == s for r in records) for s in {r["state"] for r in records}},
         "importances": importances,
+        "selection": selection,
     }
     run_json = json.loads((out / "run.json").read_text())
     run_json["search"] = search
@@ -365,4 +391,5 @@ def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progres
         trials=tuple(records),
         importances=importances,
         run=run,
+        selection=selection,
     )

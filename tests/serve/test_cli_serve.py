@@ -16,6 +16,7 @@ import pytest
 
 from graft.data.images import image_bytes
 from tests.serve.conftest import add_version
+from tests.test_quiet import native_lines
 
 
 def _free_port() -> int:
@@ -79,6 +80,7 @@ def test_sigterm_lets_requests_in_flight_finish(tiny_module, digit_files, tmp_pa
     assert code in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert "REST API at http://127.0.0.1" in output
+    assert native_lines(output) == []  # a quiet start-up
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/healthz")
 

@@ -17,6 +17,7 @@ import pytest
 
 import graft
 from graft.errors import InvalidArgumentError, ModuleExistsError
+from tests.test_quiet import native_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,6 +145,7 @@ def test_cli_evaluate_and_predict(digits_run, digits_dir, tmp_path):
     files = [str(digits_dir / "3" / "0003.png"), str(digits_dir / "0" / "0000.png")]
     out = _graft_cli("predict", module, *files, "--top-k", "2", "--json", home=home)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert native_lines(out.stdout + out.stderr) == []  # a quiet CLI
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["input"] for line in lines] == files
     assert all(line["label"] in [str(i) for i in range(10)] for line in lines)
@@ -409,6 +411,7 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
         [*args, "--out", str(full)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     assert straight.returncode == 0, straight.stderr[-3000:]
+    assert native_lines(straight.stdout + straight.stderr) == []  # a quiet CLI
     h_killed = _state(killed)["head"]["history"]
     h_full = _state(full)["head"]["history"]
     assert len(h_killed["loss"]) == 20

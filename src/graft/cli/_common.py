@@ -85,11 +85,6 @@ SplitColumn = Annotated[
 ]
 
 
-def quiet_tensorflow() -> None:
-    """Silences TensorFlow's C++ start-up chatter for CLI output."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def handle_errors(func: F) -> F:
     """Turns graft's errors into one red line and exit code 1 (tracebacks with GRAFT_DEBUG=1)."""
 

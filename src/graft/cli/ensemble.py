@@ -16,7 +16,6 @@ from graft.cli._common import (
     console,
     handle_errors,
     print_table,
-    quiet_tensorflow,
     stage_progress,
 )
 
@@ -52,7 +51,6 @@ def ensemble(
     Example: graft ensemble data/flowers --model efficientnet_lite0.imagenet
     --model efficientnet_lite1.imagenet --out runs/flowers-ens
     """
-    quiet_tensorflow()
     import graft
 
     with stage_progress() as (progress, _):

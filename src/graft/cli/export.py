@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow
+from graft.cli._common import console, handle_errors, print_table
 
 
 @handle_errors
@@ -43,7 +43,6 @@ def export(
 
     Example: graft export runs/digits/module --quantize float,int8 --out export/digits
     """
-    quiet_tensorflow()
     from graft.export import export as run_export
 
     report = run_export(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from graft import __version__
@@ -10,6 +12,8 @@ from graft.cli import cache, ensemble, export, hub, models, serve, train, tune
 app = typer.Typer(
     name="graft",
     help="Reuse pretrained models offline: zoo, transfer learning, export, hub and serving.\n\n"
+    "TensorFlow's native start-up logging and dependencies' warnings are hidden; add --verbose "
+    "(anywhere on the line) or set GRAFT_VERBOSE=1 to see everything.\n\n"
     "Example: graft models list 'efficientnet*'",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,6 +46,11 @@ def _root(
 
 
 def main() -> None:
+    from graft import _quiet
+
+    if not _quiet.verbose_requested(sys.argv):
+        _quiet.quiet_python()
+        _quiet.filter_native_stderr()
     app()
 
 

@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from graft.cli._common import console, handle_errors, print_table, quiet_tensorflow
+from graft.cli._common import console, handle_errors, print_table
 
 app = typer.Typer(
     help="Browse the model zoo and fetch entries into the local cache.",
@@ -125,7 +125,6 @@ def fetch(
 
     Example: graft models fetch mobilenet_v2.imagenet --weights-file ~/Downloads/w.h5
     """
-    quiet_tensorflow()
     from graft.models import get, materialize
 
     spec = get(name)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from graft.cli._common import handle_errors, quiet_tensorflow
+from graft.cli._common import handle_errors
 
 
 @handle_errors
@@ -50,7 +50,6 @@ def serve(
     Example: graft serve --model-dir models --port 8501, then
     curl -d '{"instances": [{"b64": "..."}]}' localhost:8501/v1/models/digits:predict
     """
-    quiet_tensorflow()
     from graft.serve import BatchingOptions, Limits, ServeOptions
     from graft.serve import serve as run
 

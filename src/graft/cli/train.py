@@ -18,7 +18,6 @@ from graft.cli._common import (
     handle_errors,
     load_splits,
     print_table,
-    quiet_tensorflow,
     stage_progress,
 )
 
@@ -112,7 +111,6 @@ def train(
     Example: graft train data/flowers --model efficientnet_lite0.imagenet --out runs/flowers
     --fine-tune-blocks 2 --augment strong --folds 5
     """
-    quiet_tensorflow()
     import graft
 
     splits = load_splits(
@@ -203,7 +201,6 @@ def evaluate(
 
     Example: graft evaluate runs/flowers/module data/flowers_test --out eval/flowers
     """
-    quiet_tensorflow()
     import graft
 
     report = graft.evaluate(module, data, out=out)
@@ -222,7 +219,6 @@ def predict(
 
     Example: graft predict runs/flowers/module photo1.jpg photo2.png --top-k 3
     """
-    quiet_tensorflow()
     import graft
     from graft.errors import InvalidArgumentError, received
 

@@ -15,7 +15,6 @@ from graft.cli._common import (
     console,
     handle_errors,
     load_splits,
-    quiet_tensorflow,
     stage_progress,
 )
 from graft.cli.train import ModelOption
@@ -61,7 +60,6 @@ def tune(
     Example: graft tune data/flowers --model efficientnet_lite0.imagenet --trials 30
     --out runs/flowers-tuned
     """
-    quiet_tensorflow()
     import graft
     from graft.cli.train import _print_metrics
     from graft.errors import InvalidArgumentError, received

@@ -59,3 +59,23 @@ def digits_dir(tmp_path_factory):
     from graft.data.samples import write_digits_folder
 
     return write_digits_folder(tmp_path_factory.mktemp("data") / "digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_module(digits_dir, tmp_path_factory) -> Path:
+    """A real image classifier module (16x16 input, 10 digit classes), trained for 3 epochs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAFT_HOME", str(tmp_path_factory.mktemp("serve_home")))
+        import graft
+        import tests._tiny_zoo  # noqa: F401  (registers tiny_cnn.test)
+
+        run = graft.train(
+            digits_dir, model="tiny_cnn.test", out=tmp_path_factory.mktemp("runs") / "t", epochs=3
+        )
+    return run.module_dir
+
+
+@pytest.fixture(scope="session")
+def digit_files(digits_dir) -> list[Path]:
+    """One PNG per digit class, in class order."""
+    return [sorted((digits_dir / str(d)).glob("*.png"))[0] for d in range(10)]

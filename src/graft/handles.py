@@ -2,17 +2,28 @@
 
 Accepted: a zoo name ``arch.tag`` (materialised into the cache on first use), a hub handle
 ``hub://host:port/name@ref``, an ``http(s)://`` archive URL (both downloaded into the cache by
-``graft.hub``) and a local module directory.
+``graft.hub``), a local module directory, and a run folder of ``graft train`` (its ``module/``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from graft.errors import ModelNotFoundError, received
 from graft.hub.names import HUB_SCHEMES
 from graft.models.registry import HANDLE_FORMS
+
+notices = logging.getLogger("graft.notice")  # the CLI prints these; quiet for library callers
+_noticed: set[str] = set()
+
+
+def notice(message: str) -> None:
+    """Tells the user something once per process (the CLI prints it on stderr)."""
+    if message not in _noticed:
+        _noticed.add(message)
+        notices.info(message)
 
 
 def is_zoo_name(handle: str | os.PathLike) -> bool:
@@ -54,6 +65,9 @@ def resolve(handle: str | os.PathLike) -> Path:
         path = Path(text).expanduser()
         if is_module_dir(path):
             return path
+        if is_module_dir(path / "module"):
+            notice(f"{path} is a run folder: using its module, {path / 'module'}.")
+            return path / "module"
         reason = "does not exist" if not path.exists() else "has no manifest.json"
         raise ModelNotFoundError(
             f"{path} {reason}, so it is not a module directory. A handle is {HANDLE_FORMS}. "

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from graft.data.dataset import Skipped
+from graft.errors import InvalidArgumentError, received
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -39,18 +42,85 @@ def predict_probs(model, kind: str, items: Sequence[str], chunk: int = 64) -> np
     return np.concatenate(probs) if probs else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
-def predict(module_dir: str | Path, inputs: Sequence[str], top_k: int = 3) -> list[Prediction]:
-    """Runs a classifier module on image files or texts and returns label names."""
-    from graft.module.io import load
+class Predictions(list):
+    """The predictions for the inputs that could be read, in their order; ``skipped`` lists
+    the inputs left out (an image file that is missing or not an image), and why."""
 
-    loaded = load(module_dir)
-    labels = loaded.manifest.labels or ()
-    inputs = list(inputs)
-    probs = predict_probs(loaded.model, loaded.manifest.inputs.kind, inputs)
+    skipped: tuple = ()
+
+
+def load_classifier(module: str | Path, command: str):
+    """Loads a classifier module from any handle (a run folder uses its ``module/``).
+
+    Raises:
+        InvalidArgumentError: the module is not a classifier (a backbone gives features, not
+            labels).
+    """
+    from graft._load import load
+
+    model = load(module)
+    manifest = model.graft_manifest
+    if not manifest.task.endswith("classifier") or not manifest.labels:
+        raise InvalidArgumentError(
+            f"{module} is not a classifier (its task is {manifest.task}, without labels): "
+            f"{command} needs a classifier, such as the module of a `graft train` run. "
+            f"{received(module=str(module))}"
+        )
+    return model
+
+
+def readable_inputs(kind: str, inputs: Sequence[str]) -> tuple[list[str], tuple[Skipped, ...]]:
+    """Splits image files into the readable ones and the rest (with the reason); texts pass."""
+    if kind == "text":
+        return list(inputs), ()
+    from graft.data.images import check_image
+
+    kept, skipped = [], []
+    for item in inputs:
+        path = Path(item)
+        problem = "no such file" if not path.is_file() else check_image(path)
+        if problem:
+            skipped.append(Skipped(str(item), problem))
+        else:
+            kept.append(str(item))
+    return kept, tuple(skipped)
+
+
+def predict(module: str | Path, inputs: Sequence[str], top_k: int = 3) -> Predictions:
+    """Runs a classifier module on image files or texts and returns label names.
+
+    Args:
+        module: a module handle (directory, run folder, zoo name, hub handle or URL).
+        inputs: image file paths for an image classifier, texts for a text classifier.
+        top_k: how many (label, probability) pairs each prediction carries.
+
+    Returns:
+        ``Predictions``: one ``Prediction`` per readable input; unreadable image files are
+        left out and listed in ``.skipped``.
+
+    Raises:
+        InvalidArgumentError: the module is not a classifier, or no input could be read.
+
+    Example:
+        >>> graft.predict("runs/digits", ["seven.png"])[0].label  # doctest: +SKIP
+        '7'
+    """
+    model = load_classifier(module, "predict")
+    labels = model.graft_manifest.labels
+    kind = model.graft_manifest.inputs.kind
+    items, skipped = readable_inputs(kind, [str(i) for i in inputs])
+    if not items:
+        reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped[:5])
+        raise InvalidArgumentError(
+            f"None of the inputs is a readable image ({reasons}). The module takes image files "
+            f"(jpg, png, bmp, gif, webp, tiff). {received(inputs=[str(i) for i in inputs][:5])}"
+        )
+    probs = predict_probs(model, kind, items)
     k = max(1, min(top_k, probs.shape[1]))
-    results = []
-    for item, row in zip(inputs, probs, strict=True):
+    results = Predictions()
+    for item, row in zip(items, probs, strict=True):
         order = np.argsort(-row)[:k]
         named = tuple((labels[i] if i < len(labels) else str(i), float(row[i])) for i in order)
-        results.append(Prediction(str(item), named[0][0], named[0][1], named))
+        results.append(Prediction(item, named[0][0], named[0][1], named))
+    results.skipped = skipped
     return results

@@ -11,26 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-import graft
-import tests._tiny_zoo  # noqa: F401  (registers tiny_cnn.test)
 from graft.serve import BatchingOptions, Limits, ServeOptions, build
-
-
-@pytest.fixture(scope="session")
-def tiny_module(digits_dir, tmp_path_factory) -> Path:
-    """A real image classifier module (16x16 input, 10 digit classes), trained for 3 epochs."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRAFT_HOME", str(tmp_path_factory.mktemp("serve_home")))
-        run = graft.train(
-            digits_dir, model="tiny_cnn.test", out=tmp_path_factory.mktemp("runs") / "t", epochs=3
-        )
-    return run.module_dir
-
-
-@pytest.fixture(scope="session")
-def digit_files(digits_dir) -> list[Path]:
-    """One PNG per digit class, in class order."""
-    return [sorted((digits_dir / str(d)).glob("*.png"))[0] for d in range(10)]
 
 
 @pytest.fixture(scope="session")

@@ -117,4 +117,4 @@ def test_cli_refuses_bad_options(tmp_path):
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 1 and "exactly one of --model-dir" in result.output
     result = runner.invoke(app, ["serve", "--model-dir", str(tmp_path), "--runtime", "gpu"])
-    assert result.exit_code == 1 and "Received: runtime='gpu'" in result.output
+    assert result.exit_code == 1 and "Received: --runtime='gpu'" in result.output

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -73,6 +76,10 @@ def load_splits(data, *, out, resume: bool, seed: int, text_column, label_column
 
 F = TypeVar("F", bound=Callable)
 
+MODULE_HELP = (
+    "A classifier module: its directory, a run folder (its module/ is used), "
+    "hub://host:port/name@label or an archive URL."
+)
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 TrainingData = Annotated[
     Path, typer.Argument(help="A folder of class subfolders, or a .csv/.tsv/.jsonl of texts.")
@@ -85,8 +92,60 @@ SplitColumn = Annotated[
 ]
 
 
+class _NoticeHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[dim]{record.getMessage()}[/]", highlight=False, soft_wrap=True)
+
+
+def show_notices() -> None:
+    """Prints graft's one-time notices (``graft.handles.notice``) on stderr."""
+    logger = logging.getLogger("graft.notice")
+    if not any(isinstance(h, _NoticeHandler) for h in logger.handlers):
+        logger.addHandler(_NoticeHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def option_names(func: Callable) -> dict[str, str]:
+    """``{python parameter name: its long CLI option}`` for a typer command function."""
+    import inspect
+    import typing
+
+    from typer.models import OptionInfo
+
+    names = {}
+    hints = typing.get_type_hints(func, include_extras=True)
+    for name, parameter in inspect.signature(func).parameters.items():
+        metadata = getattr(hints.get(name), "__metadata__", ())
+        infos = [m for m in metadata if isinstance(m, OptionInfo)]
+        if isinstance(parameter.default, OptionInfo):
+            infos.append(parameter.default)
+        if not infos:
+            continue
+        declared = [d for d in infos[0].param_decls or () if d.startswith("--")]
+        names[name] = declared[0].split("/")[0] if declared else "--" + name.replace("_", "-")
+    return names
+
+
+def cli_terms(message: str, options: dict[str, str]) -> str:
+    """Rewrites the Python parameter names in a library error (``label_column=``) as the
+    command's options (``--label-column``).
+
+    Example:
+        >>> cli_terms("Pass label_column= with one. Received: label_column='x'",
+        ...           {"label_column": "--label-column"})
+        "Pass --label-column with one. Received: --label-column='x'"
+    """
+    for name, option in options.items():
+        message = re.sub(rf"(?<![\w.-]){re.escape(name)}=", f"{option}=", message)
+        if "_" in name:  # a bare parameter name (fine_tune_blocks must be ...) is unambiguous
+            message = re.sub(rf"(?<![\w.-]){re.escape(name)}\b", option, message)
+    return re.sub(r"\b([Pp]ass|[Uu]se) (--[\w-]+)= ", r"\1 \2 ", message)
+
+
 def handle_errors(func: F) -> F:
-    """Turns graft's errors into one red line and exit code 1 (tracebacks with GRAFT_DEBUG=1)."""
+    """Turns graft's errors (and file-system errors) into one red line in the CLI's terms and
+    exit code 1; tracebacks with ``GRAFT_DEBUG=1``."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -94,10 +153,15 @@ def handle_errors(func: F) -> F:
 
         try:
             return func(*args, **kwargs)
-        except GraftError as exc:
+        except (GraftError, OSError) as exc:
             if os.environ.get("GRAFT_DEBUG"):
                 raise
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            text = str(exc) if isinstance(exc, GraftError) else f"{type(exc).__name__}: {exc}"
+            message = escape(cli_terms(text, option_names(func)))
+            err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

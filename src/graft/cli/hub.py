@@ -66,7 +66,9 @@ def serve(
 @app.command("push")
 @handle_errors
 def push(
-    module: Annotated[Path, typer.Argument(help="A module directory (e.g. runs/NAME/module).")],
+    module: Annotated[
+        str, typer.Argument(help="A module directory, or a run folder (its module/ is used).")
+    ],
     to: Url,
     name: Annotated[str, typer.Option(help="Name on the hub, e.g. digits.")],
     version: Annotated[int | None, typer.Option(help="Version number (default: next).")] = None,

@@ -8,6 +8,7 @@ import typer
 
 from graft import __version__
 from graft.cli import cache, ensemble, export, hub, models, serve, train, tune
+from graft.cli._common import show_notices
 
 app = typer.Typer(
     name="graft",
@@ -43,6 +44,7 @@ def _root(
     ),
 ) -> None:
     """graft command line."""
+    show_notices()
 
 
 def main() -> None:

@@ -10,11 +10,13 @@ import typer
 from rich.table import Table
 
 from graft.cli._common import (
+    MODULE_HELP,
     LabelColumn,
     SplitColumn,
     TextColumn,
     TrainingData,
     console,
+    err_console,
     handle_errors,
     load_splits,
     print_table,
@@ -193,7 +195,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
 
 @handle_errors
 def evaluate(
-    module: Annotated[Path, typer.Argument(help="A classifier module directory.")],
+    module: Annotated[str, typer.Argument(help=MODULE_HELP)],
     data: Annotated[Path, typer.Argument(help="Labelled data: a folder or a .csv/.tsv/.jsonl.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder.")] = None,
 ) -> None:
@@ -210,7 +212,7 @@ def evaluate(
 
 @handle_errors
 def predict(
-    module: Annotated[Path, typer.Argument(help="A classifier module directory.")],
+    module: Annotated[str, typer.Argument(help=MODULE_HELP)],
     inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for text models.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per input.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
@@ -225,6 +227,10 @@ def predict(
     if top_k < 1:
         raise InvalidArgumentError(f"--top-k must be at least 1. {received(top_k=top_k)}")
     results = graft.predict(module, inputs, top_k=top_k)
+    for skipped in results.skipped:
+        err_console.print(
+            f"[yellow]Skipped[/] {skipped.item}: {skipped.reason}", highlight=False, soft_wrap=True
+        )
     if as_json:
         for r in results:
             typer.echo(

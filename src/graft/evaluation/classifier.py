@@ -11,10 +11,11 @@ from graft.errors import InvalidArgumentError, received
 
 def read_labelled(source: str | Path) -> LabeledData:
     """All examples of a folder (its ``test/`` split if it has one) or a text table."""
+    from graft.data import existing
     from graft.data.folder import _scan
     from graft.data.table import read_table
 
-    path = Path(source).expanduser()
+    path = existing(source)
     if path.is_dir():
         for name in ("test", "Test"):
             if (path / name).is_dir():
@@ -49,16 +50,10 @@ def evaluate(
         0.95
     """
     from graft.evaluation.report import write_report
-    from graft.inference import predict_probs
-    from graft.module.io import load
+    from graft.inference import load_classifier, predict_probs
 
-    loaded = load(module_dir)
-    manifest = loaded.manifest
-    if not manifest.task.endswith("classifier") or not manifest.labels:
-        raise InvalidArgumentError(
-            f"{module_dir} is a {manifest.task} module without labels; evaluate needs a "
-            f"classifier. {received(module=str(module_dir))}"
-        )
+    model = load_classifier(module_dir, "evaluate")
+    manifest = model.graft_manifest
     if isinstance(data, DataSplits):
         data = data.test
     elif not isinstance(data, LabeledData):
@@ -76,7 +71,7 @@ def evaluate(
             f"{received(data=data.source)}"
         )
     y_true = [labels.index(data.class_names[i]) for i in data.labels]
-    probs_array = predict_probs(loaded.model, data.kind, data.items)
+    probs_array = predict_probs(model, data.kind, data.items)
     out = Path(out or f"eval/{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     return write_report(
         out,

@@ -30,7 +30,11 @@ def push(
     labels: tuple[str, ...] = (),
     token: str | None = None,
 ) -> dict:
-    """Publishes a module directory to a hub; returns the version's record."""
+    """Publishes a module to a hub; returns the version's record. ``module_dir`` is any handle
+    ``graft.load`` takes (a module directory, a run folder, another hub's handle, ...)."""
+    from graft.handles import resolve as resolve_handle
+
+    module_dir = resolve_handle(module_dir)
     with HubClient(url, token=token) as client:
         return client.publish(module_dir, name, version=version, labels=labels)
 

@@ -27,7 +27,8 @@ HANDLE_FORMS = (
     "a zoo name 'arch.tag' (see `graft models list`), a hub handle "
     "'hub://host:port/name[@version|@label]' (hubs:// for HTTPS), an http(s):// URL of a module "
     "archive (.tar, .tar.gz; '#sha256=<hex>' pins it), "
-    "or a local module directory holding manifest.json and model.keras"
+    "a local module directory holding manifest.json and model.keras, "
+    "or a run folder of `graft train` (its module/ is used)"
 )
 
 

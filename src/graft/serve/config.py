@@ -84,6 +84,8 @@ def discover(model_dir: str | Path, model_name: str | None = None) -> list[Model
     """Models under ``model_dir``:
 
     - ``model_dir`` is itself a module or SavedModel: one model, version 1;
+    - it is a run folder of ``graft train`` (a ``module/`` inside): that module, named after
+      the run;
     - it has numbered subdirectories: one model with those versions;
     - otherwise each subdirectory is a model with numbered version subdirectories.
 
@@ -99,6 +101,11 @@ def discover(model_dir: str | Path, model_name: str | None = None) -> list[Model
         )
     if _is_version_root(root):
         return [ModelConfig(check_name(model_name or "model"), root, single=True)]
+    if _is_version_root(root / "module"):
+        from graft.handles import notice
+
+        notice(f"{root} is a run folder: serving its module, {root / 'module'}.")
+        return [ModelConfig(check_name(model_name or root.name), root / "module", single=True)]
     children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if any(p.name.isdigit() for p in children):
         return [ModelConfig(check_name(model_name or root.name), root)]

@@ -116,6 +116,29 @@ def app_from_env():
     return build(ServeOptions.from_json(os.environ[ENV]))
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fails before any model loads when ``host:port`` cannot be listened on.
+
+    Raises:
+        InvalidArgumentError: the port is taken (or not ours to take).
+    """
+    import socket
+
+    from graft.errors import InvalidArgumentError, received
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"Cannot listen on {host}:{port} ({exc.strerror}): another server (graft serve, "
+                f"TF Serving) may hold the port; stop it or pick another --port. "
+                f"{received(port=port)}"
+            ) from None
+
+
 def serve(
     options: ServeOptions,
     host: str = "0.0.0.0",
@@ -131,6 +154,7 @@ def serve(
     from graft.serve import app as app_module
 
     options.check()
+    check_port_free(host, port)
     logging.basicConfig(format="%(asctime)s graft %(levelname)s %(message)s")
     logging.getLogger("graft").setLevel(log_level.upper())
 

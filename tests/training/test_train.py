@@ -17,6 +17,7 @@ import pytest
 
 import graft
 from graft.errors import InvalidArgumentError, ModuleExistsError
+from graft.runs import compare, read_run
 from tests.test_quiet import native_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,6 +396,12 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
     proc.wait()
     done_at_kill = _state(killed)["head"]["epochs_done"]
     assert 5 <= done_at_kill < 20 and not (killed / "module").exists()
+    info = read_run(killed)  # graft runs ls tells a killed run that can resume
+    assert (info.status, info.progress, info.accuracy) == (
+        "resumable",
+        f"head epoch {done_at_kill}",
+        None,
+    )
     (killed / "checkpoints" / ".0123abcd.head_last.keras").write_bytes(b"half-written")
     resumed = subprocess.run(
         [*args, "--out", str(killed), "--resume"],
@@ -419,6 +426,9 @@ def test_killed_run_resumes_to_the_same_result(_shared_zoo_home, digits_dir, tmp
     m1 = json.loads((killed / "metrics.json").read_text())
     m2 = json.loads((full / "metrics.json").read_text())
     assert m1["accuracy"] == m2["accuracy"] and m1["confusion_matrix"] == m2["confusion_matrix"]
+    settings, results = compare([read_run(killed), read_run(full)])
+    assert settings == []  # the same configuration ...
+    assert dict((row[0], row[1:]) for row in results)["status"] == ("finished", "finished")
 
 
 def test_existing_run_folder_needs_resume(digits_run, digits_dir):

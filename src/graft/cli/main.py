@@ -7,7 +7,7 @@ import sys
 import typer
 
 from graft import __version__
-from graft.cli import cache, ensemble, export, hub, models, serve, train, tune
+from graft.cli import cache, ensemble, export, hub, models, runs, serve, train, tune
 from graft.cli._common import show_notices
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(hub.app, name="hub")
 app.add_typer(cache.app, name="cache")
+app.add_typer(runs.app, name="runs")
 app.command("train")(train.train)
 app.command("tune")(tune.tune)
 app.command("evaluate")(train.evaluate)

@@ -40,6 +40,8 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         ["evaluate", "--help"],
         ["predict", "--help"],
         ["ensemble", "--help"],
+        ["runs", "ls", "/nonexistent"],
+        ["runs", "compare", "--help"],
     ],
 )
 def test_cli_does_not_import_tensorflow(args):

@@ -17,7 +17,7 @@ def test_catalog_lists_searches_and_shows_a_module(hub, tmp_path):
         fake_module(tmp_path / "a", "digits", seed=1, metrics={"accuracy": 0.9}), hub.url, "digits"
     )
     graft.hub.push(
-        fake_module(tmp_path / "b", "digits", seed=2, metrics={"accuracy": 0.933}),
+        fake_module(tmp_path / "b", "digits", seed=2, metrics={"accuracy": 0.9330167597765363}),
         hub.url,
         "digits",
         labels=("stable",),
@@ -48,11 +48,11 @@ def test_catalog_lists_searches_and_shows_a_module(hub, tmp_path):
     text = html.unescape(page)
     assert f'graft.load("hub://{hub.hostport}/digits@stable")' in text
     assert f"graft hub pull hub://{hub.hostport}/digits@stable" in text
-    assert "<td>accuracy</td><td>0.933</td>" in page  # metrics of the stable version
+    assert "<td>accuracy</td><td>0.9330</td>" in page  # metrics of the stable version, rounded
     assert '"task": "image-classifier"' in text  # the manifest
     assert page.count('href="/modules/digits?version=') == 2
     older = html.unescape(dump_url(browser, f"{hub.url}/modules/digits?version=1", tmp_path))
-    assert "<td>accuracy</td><td>0.9</td>" in older
+    assert "<td>accuracy</td><td>0.9000</td>" in older
 
     missing = httpx.get(f"{hub.url}/modules/nothing")
     assert missing.status_code == 404 and "no module named" in missing.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import graft
 from graft.errors import InvalidArgumentError, ModuleExistsError
 from graft.runs import compare, read_run
+from graft.training.run import read_splits
 from tests.test_quiet import native_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -504,3 +506,15 @@ def test_folds_test_every_example_once_and_report_mean_and_sd(
     assert manifest.metrics["cv_accuracy_mean"] == folds["accuracy_mean"]
     final = json.loads((out / "splits.json").read_text())
     assert len(final["train"]["items"]) + len(final["val"]["items"]) == 1797
+
+
+def test_manifest_names_the_data_without_the_trainers_paths(digits_run, digits_dir):
+    text = (digits_run.module_dir / "manifest.json").read_text()
+    assert str(digits_dir) not in text and str(digits_dir.parent) not in text
+    provenance = json.loads(text)["provenance"]
+    assert re.fullmatch(
+        r"graft train on digits \(\d+/\d+/\d+ train/val/test, 10 classes\)", provenance["source"]
+    )
+    splits, _ = read_splits(digits_run.directory)
+    assert provenance["source_sha256"] == splits.fingerprint()
+    assert len(provenance["source_sha256"]) == 64

@@ -190,7 +190,9 @@ def _manifest(out: Path, config, members: list[Member], splits: DataSplits, fitt
         labels=names,
         license="; ".join(dict.fromkeys(f"{m.name}: {m.license}" for m in members)),
         provenance=Provenance(
-            source=f"graft ensemble on {splits.train.source}", converted_from=sources
+            source=splits.describe("graft ensemble"),
+            source_sha256=splits.fingerprint(),
+            converted_from=sources,
         ),
         metrics=metrics,
         tags=("graft-ensemble", kind),

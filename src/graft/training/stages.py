@@ -431,7 +431,8 @@ def _finish(
         labels=names,
         license=bm.license,
         provenance=Provenance(
-            source=f"graft train on {splits.train.source}",
+            source=splits.describe("graft train"),
+            source_sha256=splits.fingerprint(),
             converted_from=f"{config.model} (model.keras sha256 "
             f"{bm.files['model.keras'].sha256[:12]})",
         ),

@@ -27,7 +27,22 @@ def _env():
         "%Y-%m-%d %H:%M UTC"
     )
     env.filters["size"] = _human_size
+    env.filters["metric"] = format_metric
     return env
+
+
+def format_metric(value) -> str:
+    """A metric as people read it: 4 decimals for scores, 4 significant digits otherwise.
+
+    Example:
+        >>> format_metric(0.8603351955307262), format_metric(1234.5678), format_metric(360)
+        ('0.8603', '1235', '360')
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4f}" if 0 <= abs(value) <= 1 else f"{value:.4g}"
 
 
 def _human_size(n: int) -> str:

@@ -77,3 +77,7 @@ def received(**kwargs: object) -> str:
         "Received: name='resnet'"
     """
     return "Received: " + ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+
+
+class TrackingError(GraftError, ConnectionError):
+    """The MLflow tracking server or registry could not be reached, or refused a request."""

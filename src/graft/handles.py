@@ -2,7 +2,9 @@
 
 Accepted: a zoo name ``arch.tag`` (materialised into the cache on first use), a hub handle
 ``hub://host:port/name@ref``, an ``http(s)://`` archive URL (both downloaded into the cache by
-``graft.hub``), a local module directory, and a run folder of ``graft train`` (its ``module/``).
+``graft.hub``), an MLflow registry handle ``models:/NAME@alias`` or ``models:/NAME/VERSION``
+(``graft.tracking.registry``), a local module directory, and a run folder of ``graft train``
+(its ``module/``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def resolve(handle: str | os.PathLike) -> Path:
 
     text = os.fspath(handle)
     if not is_zoo_name(handle):
+        if text.startswith("models:/"):
+            from graft.tracking.registry import resolve as resolve_registered
+
+            return resolve_registered(text)
         if text.startswith(HUB_SCHEMES):
             from graft.hub.client import resolve as resolve_hub
 

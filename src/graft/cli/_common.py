@@ -97,6 +97,69 @@ class _NoticeHandler(logging.Handler):
         err_console.print(f"[dim]{record.getMessage()}[/]", highlight=False, soft_wrap=True)
 
 
+TrackOption = Annotated[
+    bool,
+    typer.Option(
+        "--track",
+        help="Log to MLflow: the local store ./mlruns/mlflow.db, unless --tracking-uri or "
+        "MLFLOW_TRACKING_URI names another.",
+    ),
+]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (http://host:5000, sqlite:///path/mlflow.db); turns tracking "
+        "on. Default: MLFLOW_TRACKING_URI.",
+    ),
+]
+TrackingOptional = Annotated[
+    bool,
+    typer.Option(
+        "--tracking-optional",
+        help="When the tracking store cannot be reached, go on without tracking (and say so).",
+    ),
+]
+Register = Annotated[
+    str | None,
+    typer.Option(
+        "--register", help="Register the module in the MLflow model registry under this name."
+    ),
+]
+Alias = Annotated[
+    str | None, typer.Option("--alias", help="Point this registry alias (e.g. champion) at it.")
+]
+
+
+def start_tracking(tracking_uri, track, optional, register=None, alias=None):
+    """The MLflow tracker the options ask for, reached before any work starts (``None`` when
+    tracking is off)."""
+    from graft.errors import InvalidArgumentError, received
+
+    if alias and not register:
+        raise InvalidArgumentError(
+            f"--alias points at a registered version: add --register NAME. {received(alias=alias)}"
+        )
+    from graft.tracking import Tracker
+
+    tracker = Tracker.from_options(tracking_uri, track or bool(register), required=not optional)
+    if tracker is None or not tracker.check():
+        return None
+    console.print(f"Tracking: MLflow at {tracker.uri}, experiment {tracker.experiment!r}")
+    return tracker
+
+
+def finish_tracking(tracker, folder, register=None, alias=None) -> None:
+    """Logs a finished run folder (and registers its module) when tracking is on."""
+    if tracker is None:
+        return
+    logged = tracker.log_run(folder, register=register, alias=alias)
+    console.print(f"MLflow run: {logged.run_id}")
+    if logged.version is not None:
+        handle = f"models:/{register}@{alias}" if alias else f"models:/{register}/{logged.version}"
+        console.print(f"Registered: {register} version {logged.version}; load it with {handle}")
+
+
 def show_notices() -> None:
     """Prints graft's one-time notices (``graft.handles.notice``) on stderr."""
     logger = logging.getLogger("graft.notice")

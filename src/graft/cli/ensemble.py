@@ -9,14 +9,21 @@ import typer
 from rich.table import Table
 
 from graft.cli._common import (
+    Alias,
     LabelColumn,
+    Register,
     SplitColumn,
     TextColumn,
+    TrackingOptional,
+    TrackingUri,
+    TrackOption,
     TrainingData,
     console,
+    finish_tracking,
     handle_errors,
     print_table,
     stage_progress,
+    start_tracking,
 )
 
 
@@ -43,6 +50,11 @@ def ensemble(
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
     split_column: SplitColumn = None,
+    track: TrackOption = False,
+    tracking_uri: TrackingUri = None,
+    tracking_optional: TrackingOptional = False,
+    register: Register = None,
+    alias: Alias = None,
 ) -> None:
     """Stack several backbones: each member's head predicts out of fold; a logistic-regression
     meta-learner or the plain mean of the members, whichever scores better out of fold,
@@ -53,6 +65,7 @@ def ensemble(
     """
     import graft
 
+    tracker = start_tracking(tracking_uri, track, tracking_optional, register, alias)
     with stage_progress() as (progress, _):
         run = graft.ensemble(
             data,
@@ -86,3 +99,4 @@ def ensemble(
     console.print(f"Test examples: {metrics['examples']}; macro F1 {metrics['macro_f1']:.4f}")
     console.print(f"Module: {run.module_dir}")
     console.print(f"Report: {run.report}")
+    finish_tracking(tracker, run.directory, register, alias)

@@ -9,7 +9,15 @@ import typer
 from rich import box
 from rich.table import Table
 
-from graft.cli._common import console, handle_errors, print_table
+from graft.cli._common import (
+    TrackingOptional,
+    TrackingUri,
+    TrackOption,
+    console,
+    handle_errors,
+    print_table,
+    start_tracking,
+)
 
 
 @handle_errors
@@ -17,7 +25,8 @@ def export(
     module: Annotated[str, typer.Argument(help="A classifier module (e.g. runs/NAME/module).")],
     out: Annotated[Path, typer.Option(help="Export directory (created atomically).")],
     fmt: Annotated[
-        str, typer.Option("--format", help="Comma-separated: saved_model, tflite, onnx, tfjs.")
+        str,
+        typer.Option("--format", help="Comma-separated: saved_model, tflite, onnx, keras, tfjs."),
     ] = "saved_model,tflite,onnx",
     quantize: Annotated[
         str,
@@ -38,6 +47,9 @@ def export(
     max_accuracy_drop: Annotated[
         float | None, typer.Option(help="Fail if an artifact loses more points than this.")
     ] = None,
+    track: TrackOption = False,
+    tracking_uri: TrackingUri = None,
+    tracking_optional: TrackingOptional = False,
 ) -> None:
     """Export a classifier and compare every artifact in its own runtime.
 
@@ -45,6 +57,7 @@ def export(
     """
     from graft.export import export as run_export
 
+    tracker = start_tracking(tracking_uri, track, tracking_optional)
     report = run_export(
         module,
         fmt,
@@ -97,3 +110,6 @@ def export(
     console.print(
         f"Written to {report.directory} (export_report.json, report.html)", highlight=False
     )
+    if tracker is not None:
+        params = {"module": str(module), "formats": fmt, "quantize": quantize}
+        console.print(f"MLflow run: {tracker.log_folder(report.directory, 'graft export', params)}")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from graft import __version__
-from graft.cli import cache, ensemble, export, hub, models, runs, serve, train, tune
+from graft.cli import cache, ensemble, export, hub, models, registry, runs, serve, train, tune
 from graft.cli._common import show_notices
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("predict")(train.predict)
 app.command("ensemble")(ensemble.ensemble)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
+app.command("register")(registry.register)
 
 
 def _version(value: bool) -> None:

@@ -13,8 +13,11 @@ from graft.cli._common import handle_errors
 @handle_errors
 def serve(
     model_dir: Annotated[
-        Path | None,
-        typer.Option(help="DIR/<model>/<version>/ (TF Serving layout), DIR/<version>/, a module."),
+        str | None,
+        typer.Option(
+            help="DIR/<model>/<version>/ (TF Serving layout), DIR/<version>/, a module, a run "
+            "folder, or a handle (models:/NAME@alias, hub://host/name@label)."
+        ),
     ] = None,
     model_config_file: Annotated[
         Path | None,

@@ -11,16 +11,23 @@ from rich.table import Table
 
 from graft.cli._common import (
     MODULE_HELP,
+    Alias,
     LabelColumn,
+    Register,
     SplitColumn,
     TextColumn,
+    TrackingOptional,
+    TrackingUri,
+    TrackOption,
     TrainingData,
     console,
     err_console,
+    finish_tracking,
     handle_errors,
     load_splits,
     print_table,
     stage_progress,
+    start_tracking,
 )
 
 ModelOption = Annotated[
@@ -107,6 +114,11 @@ def train(
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    track: TrackOption = False,
+    tracking_uri: TrackingUri = None,
+    tracking_optional: TrackingOptional = False,
+    register: Register = None,
+    alias: Alias = None,
 ) -> None:
     """Train a classifier on a pretrained backbone and write its module and report.
 
@@ -115,6 +127,7 @@ def train(
     """
     import graft
 
+    tracker = start_tracking(tracking_uri, track, tracking_optional, register, alias)
     splits = load_splits(
         data,
         out=out,
@@ -179,6 +192,7 @@ def train(
     console.print(f"Time: {timing} (features via {run.timings['features_runtime']})")
     console.print(f"Module: {run.module_dir}")
     console.print(f"Report: {run.report}")
+    finish_tracking(tracker, run.directory, register, alias)
 
 
 def _print_metrics(metrics: dict, title: str) -> None:
@@ -198,6 +212,9 @@ def evaluate(
     module: Annotated[str, typer.Argument(help=MODULE_HELP)],
     data: Annotated[Path, typer.Argument(help="Labelled data: a folder or a .csv/.tsv/.jsonl.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder.")] = None,
+    track: TrackOption = False,
+    tracking_uri: TrackingUri = None,
+    tracking_optional: TrackingOptional = False,
 ) -> None:
     """Evaluate a classifier module on labelled data and write report.html.
 
@@ -205,9 +222,14 @@ def evaluate(
     """
     import graft
 
+    tracker = start_tracking(tracking_uri, track, tracking_optional)
     report = graft.evaluate(module, data, out=out)
     _print_metrics(report.metrics, f"Evaluation of {module}")
     console.print(f"Report: {report.html}")
+    if tracker is not None:
+        params = {"module": str(module), "data": Path(data).name}
+        run_id = tracker.log_folder(Path(report.html).parent, "graft evaluate", params)
+        console.print(f"MLflow run: {run_id}")
 
 
 @handle_errors

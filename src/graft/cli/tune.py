@@ -8,14 +8,21 @@ from typing import Annotated
 import typer
 
 from graft.cli._common import (
+    Alias,
     LabelColumn,
+    Register,
     SplitColumn,
     TextColumn,
+    TrackingOptional,
+    TrackingUri,
+    TrackOption,
     TrainingData,
     console,
+    finish_tracking,
     handle_errors,
     load_splits,
     stage_progress,
+    start_tracking,
 )
 from graft.cli.train import ModelOption
 
@@ -50,6 +57,11 @@ def tune(
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
     split_column: SplitColumn = None,
+    track: TrackOption = False,
+    tracking_uri: TrackingUri = None,
+    tracking_optional: TrackingOptional = False,
+    register: Register = None,
+    alias: Alias = None,
 ) -> None:
     """Search head (and fine-tuning) settings with Optuna, then train and save the best.
 
@@ -66,6 +78,7 @@ def tune(
 
     if trials < 1:
         raise InvalidArgumentError(f"--trials must be at least 1. {received(trials=trials)}")
+    tracker = start_tracking(tracking_uri, track, tracking_optional, register, alias)
     splits = load_splits(
         data,
         out=out,
@@ -110,3 +123,4 @@ def tune(
     console.print(f"Report: {result.report}")
     console.print(f"Trials: {result.directory / 'trials.csv'}; best settings in run.json")
     console.print(f"Study: optuna-dashboard {result.directory / 'study.db'}")
+    finish_tracking(tracker, result.directory, register, alias)

@@ -26,7 +26,8 @@ _PRESET_MODULES = (
 HANDLE_FORMS = (
     "a zoo name 'arch.tag' (see `graft models list`), a hub handle "
     "'hub://host:port/name[@version|@label]' (hubs:// for HTTPS), an http(s):// URL of a module "
-    "archive (.tar, .tar.gz; '#sha256=<hex>' pins it), "
+    "archive (.tar, .tar.gz; '#sha256=<hex>' pins it), an MLflow registry handle "
+    "'models:/NAME@alias' or 'models:/NAME/VERSION', "
     "a local module directory holding manifest.json and model.keras, "
     "or a run folder of `graft train` (its module/ is used)"
 )

@@ -92,6 +92,14 @@ def discover(model_dir: str | Path, model_name: str | None = None) -> list[Model
     Raises:
         InvalidArgumentError: ``model_dir`` is not a directory.
     """
+    handle = str(model_dir)
+    if handle.startswith(("models:/", "hub://", "hubs://", "http://", "https://")):
+        from graft.handles import resolve
+
+        name = model_name or handle.split("/")[-1].split("@")[0].split("#")[0] or "model"
+        if handle.startswith("models:/"):
+            name = model_name or handle.removeprefix("models:/").split("@")[0].split("/")[0]
+        return [ModelConfig(check_name(name), resolve(handle), single=True)]
     root = Path(model_dir)
     if not root.is_dir():
         raise InvalidArgumentError(

@@ -61,9 +61,7 @@ def resolve(handle: str) -> Path:
         else:
             version = client.get_model_version(name, match["version"]).version
     except Exception as exc:
-        if type(exc).__name__ == "MlflowException" and "RESOURCE_DOES_NOT_EXIST" in str(
-            getattr(exc, "error_code", "")
-        ) + str(exc):
+        if "RESOURCE_DOES_NOT_EXIST" in f"{getattr(exc, 'error_code', '')} {exc}":
             raise ModelNotFoundError(
                 f"The registry at {uri} has no {handle[len('models:/') :]} "
                 f"({' '.join(str(exc).split())[:160]}). {received(handle=handle)}"

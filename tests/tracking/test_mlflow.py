@@ -289,3 +289,33 @@ def test_tune_trials_are_nested_runs(server, data, tmp_path, monkeypatch):
         m["value"] for r in children for m in r["data"]["metrics"] if m["key"] == "cv_accuracy"
     )
     assert values == pytest.approx(sorted(t["value"] for t in trials))
+
+
+def test_evaluate_export_and_serve_with_the_registry(server, tracked, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # tracking on through the environment
+    out, _ = tracked
+    runner = CliRunner()
+    args = ["evaluate", "models:/tiny@champion", str(data), "--out", str(tmp_path / "ev")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("MLflow run: ")[1].split()[0]
+    run = _api(server, "runs/get", run_id=run_id)["run"]
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert metrics["test_accuracy"] == pytest.approx(
+        json.loads((tmp_path / "ev" / "metrics.json").read_text())["accuracy"]
+    )
+    result = runner.invoke(
+        app, ["export", str(out), "--format", "tflite", "--out", str(tmp_path / "ex")]
+    )
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("MLflow run: ")[1].split()[0]
+    run = _api(server, "runs/get", run_id=run_id)["run"]
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert "tflite.float.accuracy" in metrics and "tflite.float.top1_agreement" in metrics
+    files = {f["path"] for f in _api(server, "artifacts/list", run_id=run_id)["files"]}
+    assert "export_report.json" in files
+
+    from graft.serve.config import discover
+
+    (config,) = discover("models:/tiny@champion")
+    assert config.name == "tiny" and (config.base_path / "manifest.json").is_file()

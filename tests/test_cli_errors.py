@@ -177,3 +177,15 @@ def test_models_and_cache(tmp_path):
     code, out = invoke("cache", "rm", "nothing.here")
     assert code == 1
     one_line_error(out, "No cached module matches")
+
+
+def test_image_backbone_on_texts_names_the_kind_and_writes_nothing(files, tmp_path):
+    texts = tmp_path / "texts.csv"
+    rows = [f"match {i} was won,sport" for i in range(10)]
+    rows += [f"simmer sauce {i},cooking" for i in range(10)]
+    texts.write_text("text,label\n" + "\n".join(rows) + "\n")
+    code, out = invoke("train", texts, "--model", "tiny_cnn.test", "--out", tmp_path / "r")
+    assert code == 1
+    line = one_line_error(out, "takes image input but the data is text")
+    assert line.endswith("data_kind='text'") and len(line) < 300
+    assert not (tmp_path / "r").exists()  # no half-made run folder

@@ -46,7 +46,7 @@ def stage_progress():
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
+            bar.update(tasks[stage], completed=done, total=total)  # a later pass may count more
 
         yield progress, bar
 

@@ -96,6 +96,7 @@ def ensemble(
         )
     print_table(table)
     metrics = run.metrics
+    console.print(f"Saved: {run.combination}", highlight=False)
     console.print(f"Test examples: {metrics['examples']}; macro F1 {metrics['macro_f1']:.4f}")
     console.print(f"Module: {run.module_dir}")
     console.print(f"Report: {run.report}")

@@ -184,6 +184,16 @@ def train(
             f"{p['threshold']:g}; validation accuracy {p['val_accuracy_before']:.4f} -> "
             f"{p['val_accuracy_after']:.4f}: {'kept' if p['kept'] else 'not kept (no gain)'}"
         )
+    head = (run.selection or {}).get("head") or {}
+    if head.get("kind") == "convex":
+        transform = {"power": "power-normalised", "none": "standardised"}.get(
+            head.get("transform"), head.get("transform")
+        )
+        console.print(
+            f"Head: logistic regression (convex, L-BFGS) on {transform} features, L2 strength "
+            f"{head['lam']:.3g} chosen by {head.get('selection', 'cross-validation')}",
+            highlight=False,
+        )
     if run.selection:
         console.print(f"Kept: {run.selection['kept']} ({run.selection['reason']})")
     timing = ", ".join(

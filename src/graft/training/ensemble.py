@@ -69,6 +69,7 @@ class EnsembleRun(RunFolder):
             "ensemble"``), the other is ``role == "reference"``.
         test_probs: the ensemble's probabilities on the test split (as the module computes
             them from the cached features).
+        combination: which combination the module uses and why.
 
     Example:
         >>> run = graft.ensemble("data/digits", models=["efficientnet_lite0.imagenet",
@@ -85,6 +86,7 @@ class EnsembleRun(RunFolder):
     timings: dict = field(default_factory=dict)
     skipped: tuple[Skipped, ...] = ()
     test_probs: np.ndarray | None = None
+    combination: str = ""
 
 
 def _load_splits(data, config: EnsembleConfig, table: dict) -> DataSplits:

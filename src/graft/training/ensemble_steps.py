@@ -132,7 +132,8 @@ def fit_ensemble(
     # can overfit a few hundred examples where the plain mean of the members does not. (The
     # stack's out-of-fold score is itself cross-validated, so the two compare fairly.)
     stack_acc, mean_acc = _accuracy(stack_oof, y), _accuracy(mean_oof, y)
-    fitted.combiner = "stack" if stack_acc >= mean_acc else "mean"
+    # A tie keeps the mean: nothing is fitted on top of the members.
+    fitted.combiner = "stack" if stack_acc > mean_acc else "mean"
     fitted.test_probs = (stack_test if fitted.combiner == "stack" else mean_test).astype(np.float32)
     what = "log-probabilities" if stacking.STACK_ON == "log_probabilities" else "probabilities"
     chosen = " (saved module)"
@@ -215,13 +216,7 @@ def finish(out: Path, config, members: list[Member], splits: DataSplits, fitted:
         f"{len(splits.class_names)} classes",
         "stacking": f"each member's convex head fitted {config.folds} times (out of fold) and "
         f"once on all train + validation; meta-learner: {stack['head']} on {stack['features']}",
-        "combination": f"{fitted.combiner} (saved): cross-validated accuracy "
-        f"{chosen['oof_accuracy']:.4f}, against "
-        + ", ".join(
-            f"{r['oof_accuracy']:.4f} for the {r['name']}"
-            for r in fitted.rows
-            if r["role"] == "reference"
-        ),
+        "combination": combination_reason(fitted),
         "settings": f"folds={config.folds}, seed={config.seed}, runtime={config.runtime}",
     }
     if fitted.decoded:
@@ -275,4 +270,20 @@ def finish(out: Path, config, members: list[Member], splits: DataSplits, fitted:
         timings=timings,
         skipped=splits.skipped,
         test_probs=fitted.test_probs,
+        combination=combination_reason(fitted),
+    )
+
+
+def combination_reason(fitted) -> str:
+    """Which combination the module uses, and why (for the CLI, the report and run.json)."""
+    chosen = next(r for r in fitted.rows if r["role"] == "ensemble")
+    other = next(r for r in fitted.rows if r["name"] in ("stack", "mean of members"))
+    what = "the meta-learner (stack)" if fitted.combiner == "stack" else "the mean of the members"
+    if chosen["oof_accuracy"] == other["oof_accuracy"]:
+        why = "a tie, which keeps the mean: nothing is fitted on top of the members"
+    else:
+        why = "the better cross-validated accuracy"
+    return (
+        f"{what}: cross-validated accuracy {chosen['oof_accuracy']:.4f}, against "
+        f"{other['oof_accuracy']:.4f} for the {other['name']} ({why})"
     )

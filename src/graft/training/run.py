@@ -296,10 +296,9 @@ def _prepare_run_dir(out: Path, resume: bool, config: TrainConfig) -> None:
         return
     if out.exists() and any(out.iterdir()):
         raise ModuleExistsError(
-            f"{out} already holds a run. Pass resume=True (--resume) to continue it, or "
-            f"choose another output folder. {received(out=str(out))}"
+            f"{out} already holds a run. Continue it with --resume (the resume argument in "
+            f"Python), or choose another output folder. {received(out=str(out))}"
         )
-    write_json(out / "config.json", asdict(config))
 
 
 def train(
@@ -359,10 +358,19 @@ def train(
             f"{received(fine_tune_blocks=config.fine_tune_blocks)}"
         )
     out = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-    _prepare_run_dir(out, resume, config)
+    _prepare_run_dir(out, resume, config)  # checks only: nothing is written before the data
+    kind = FEATURE_TASKS[backbone_manifest.task]
+
+    def check_kind(splits: DataSplits) -> None:
+        if splits.kind != kind:
+            raise InvalidArgumentError(
+                f"{config.model} takes {kind} input but the data is {splits.kind}. "
+                f"{received(model=config.model, data_kind=splits.kind)}"
+            )
 
     if resume and (out / "splits.json").is_file():
         splits, skipped = read_splits(out)
+        check_kind(splits)
     else:
         if isinstance(data, DataSplits):
             splits = data
@@ -373,6 +381,9 @@ def train(
                 test_fraction=config.test_fraction,
                 seed=config.seed,
             )
+        check_kind(splits)
+        if not resume:
+            write_json(out / "config.json", asdict(config))
         skipped = splits.skipped
         extra = {}
         if config.folds:  # folds of every example; the module's own split has no test part
@@ -380,12 +391,6 @@ def train(
 
             splits, extra["folds"] = assign_folds(splits, config)
         write_splits(out, splits, skipped, extra)
-    kind = FEATURE_TASKS[backbone_manifest.task]
-    if splits.kind != kind:
-        raise InvalidArgumentError(
-            f"{config.model} takes {kind} input but the data is {splits.kind}. "
-            f"{received(model=config.model, data=str(data))}"
-        )
     from graft.training.stages import fit_all
 
     return fit_all(out, config, splits, backbone_dir, skipped, progress)

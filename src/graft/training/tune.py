@@ -141,7 +141,7 @@ def tune(
     if splits.kind != kind:
         raise InvalidArgumentError(
             f"{model} takes {kind} input but the data is {splits.kind}. "
-            f"{received(model=model, data=str(data))}"
+            f"{received(model=model, data_kind=splits.kind)}"
         )
     if not resume:  # after the checks, so a refused search leaves no folder behind
         _prepare(out, resume, settings)
@@ -192,8 +192,8 @@ def _prepare(out: Path, resume: bool, settings: dict) -> None:
     if not resume:
         if out.exists() and any(out.iterdir()):
             raise ModuleExistsError(
-                f"{out} already holds a run. Pass resume=True (--resume) to continue its "
-                f"search, or choose another output folder. {received(out=str(out))}"
+                f"{out} already holds a run. Continue its search with --resume (the resume "
+                f"argument in Python), or choose another output folder. {received(out=str(out))}"
             )
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "tune.json", settings)
@@ -359,13 +359,22 @@ def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progres
     importances = _importances(study, seed)
     _write_trials(out, records)
     top = best_trial(study)
-    selection = ""
-    if top.number != best.number:
+    rule = f"standard error of the default's accuracy on {examples} examples"
+    if default is None:
+        selection = f"Trial {best.number} scored best (the default trial did not finish)."
+    elif best.number == default["number"] and top.number == best.number:
+        selection = "The default configuration scored best; it is kept."
+    elif best.number == top.number:
+        lead = best.value - default["value"]
+        selection = (
+            f"Trial {best.number} leads the default by {lead:.4f}, more than the {rule} "
+            f"({standard_error(default['value'], examples):.4f}), so its configuration is used."
+        )
+    else:
         selection = (
             f"Trial {top.number} scored {top.value:.4f}, ahead of the default by "
-            f"{top.value - best.value:.4f}: less than the standard error of the default's "
-            f"accuracy on {examples} examples ({standard_error(best.value, examples):.4f}), "
-            "so the default configuration is kept."
+            f"{top.value - best.value:.4f}: less than the {rule} "
+            f"({standard_error(best.value, examples):.4f}), so the default configuration is kept."
         )
     search = {
         "objective": f"{folds}-fold cross-validated accuracy on train+val",

@@ -79,7 +79,7 @@ def test_sigterm_lets_requests_in_flight_finish(tiny_module, digit_files, tmp_pa
     # uvicorn re-raises the signal once shut down, so the exit status says "terminated"
     assert code in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
-    assert "REST API at http://127.0.0.1" in output
+    assert f"REST API at {url}/v1/models/digits" in output  # the served names
     assert native_lines(output) == []  # a quiet start-up
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/healthz")

@@ -176,7 +176,12 @@ def serve(
     )
     server = DrainingServer(config)
     where = options.model_dir or options.model_config_file
-    print(f"graft serve: models from {where}, REST API at http://{host}:{port}/v1/models/<name>")
+    try:
+        names = sorted({c.name for c in _source(options)()}) or ["<name>"]
+    except Exception:  # the manager reports a broken source itself once it starts
+        names = ["<name>"]
+    urls = ", ".join(f"http://{host}:{port}/v1/models/{n}" for n in names[:5])
+    print(f"graft serve: models from {where}, REST API at {urls}")
     if workers > 1:  # each worker process runs its own uvicorn Server, and drains the same way
         from uvicorn.supervisors import Multiprocess
 

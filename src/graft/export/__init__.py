@@ -213,9 +213,10 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
     stringless = sorted({fmt for fmt, _ in plan if fmt != "saved_model"})
     if ex.core is None and stringless:
         raise InvalidArgumentError(
-            f"{', '.join(stringless)} run the network without string ops, and this text module "
-            f"has none to split off ({ex.no_core.split(' Received:')[0]}). Export it as "
-            f"saved_model, which takes strings. {received(formats=stringless)}"
+            f"The {', '.join(stringless)} format(s) take token ids, not strings, so graft splits "
+            f"the tokenizer off the network; this text module's network cannot run without "
+            f"strings ({ex.no_core.split(' Received:')[0]}). Export it as saved_model, which "
+            f"takes strings. {received(formats=stringless)}"
         )
     test = parts["test"]
     index = {name: i for i, name in enumerate(ex.labels)}

@@ -319,3 +319,19 @@ def test_evaluate_export_and_serve_with_the_registry(server, tracked, data, tmp_
 
     (config,) = discover("models:/tiny@champion")
     assert config.name == "tiny" and (config.base_path / "manifest.json").is_file()
+
+
+def test_graft_register_a_run_folder(server, tracked, digit_files, monkeypatch):
+    out, _ = tracked
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["register", str(out), "tiny-copy", "--alias", "challenger", "--tracking-uri", server]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Registered tiny-copy version 1" in result.output
+    assert 'graft.load("models:/tiny-copy@challenger")' in result.output
+    assert f"{out} is a run folder: using its module" in result.output
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    files = [str(f) for f in digit_files[:2]]
+    assert [p.label for p in graft.predict("models:/tiny-copy@challenger", files)] == [
+        p.label for p in graft.predict(out, files)
+    ]

@@ -51,7 +51,9 @@ def stage_progress():
         yield progress, bar
 
 
-def load_splits(data, *, out, resume: bool, seed: int, text_column, label_column, split_column):
+def load_splits(
+    data, *, out, resume: bool, seed: int, text_column, label_column, split_column, folds: int = 0
+):
     """The data split as ``graft.data.load`` splits it, with a one-line summary; ``None`` when
     a run in ``out`` is resumed (it reads its own saved splits)."""
     from graft.data import load
@@ -62,9 +64,14 @@ def load_splits(data, *, out, resume: bool, seed: int, text_column, label_column
     if not data.is_dir():
         kwargs.update(text_column=text_column, label_column=label_column, split_column=split_column)
     splits = load(str(data), **kwargs)
+    sizes = (
+        f"{sum(len(p.items) for p in splits.named().values())} examples in {folds} "
+        f"cross-validation folds"
+        if folds
+        else f"{len(splits.train)} train, {len(splits.val)} validation, {len(splits.test)} test"
+    )
     console.print(
-        f"Data: {len(splits.train)} train, {len(splits.val)} validation, "
-        f"{len(splits.test)} test; {len(splits.class_names)} classes"
+        f"Data: {sizes}; {len(splits.class_names)} classes"
         + (
             f"; [yellow]{len(splits.skipped)} unreadable file(s) skipped[/]"
             if splits.skipped
@@ -78,7 +85,7 @@ F = TypeVar("F", bound=Callable)
 
 MODULE_HELP = (
     "A classifier module: its directory, a run folder (its module/ is used), "
-    "hub://host:port/name@label or an archive URL."
+    "hub://host:port/name@label, models:/NAME@alias (MLflow registry) or an archive URL."
 )
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 TrainingData = Annotated[

@@ -136,6 +136,7 @@ def train(
         text_column=text_column,
         label_column=label_column,
         split_column=split_column,
+        folds=folds,
     )
     with stage_progress() as (progress, _):
         run = graft.train(

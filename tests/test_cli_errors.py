@@ -95,7 +95,10 @@ def test_tune_and_ensemble(files):
     one_line_error(out, "at least two members (--model A --model B)")
 
 
-def test_predict_skips_unreadable_files_and_names_them(files):
+def test_predict_skips_unreadable_files_and_names_them(files, monkeypatch):
+    import graft.handles
+
+    monkeypatch.setattr(graft.handles, "_noticed", set())  # notices are once per process
     good = sorted((files["images"] / "1").glob("*.png"))[0]
     code, out = invoke("predict", files["run"], "/etc/passwd", good, files["not_image"], "x.png")
     assert code == 0, out

@@ -121,6 +121,10 @@ def tracked(server, data, tmp_path_factory):
         result = _train(
             data, out, "--tracking-uri", server, "--register", "tiny", "--alias", "champion"
         )
+        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: graft must not leave it behind
+        # (it would turn tracking on for everything the process does next).
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -324,6 +328,7 @@ def test_evaluate_export_and_serve_with_the_registry(server, tracked, data, tmp_
 def test_graft_register_a_run_folder(server, tracked, digit_files, monkeypatch):
     out, _ = tracked
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(graft.handles, "_noticed", set())  # notices are once per process
     args = ["register", str(out), "tiny-copy", "--alias", "challenger", "--tracking-uri", server]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -77,11 +77,12 @@ def resolve(handle: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
     try:
-        import mlflow
+        from graft.tracking.tracker import pointed
 
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp), tracking_uri=uri
-        )
+        with pointed(uri) as mlflow:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp), tracking_uri=uri
+            )
         module = Path(local) / "artifacts" / "module"
         verify(module)
         try:

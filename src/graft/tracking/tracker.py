@@ -61,7 +61,7 @@ def tracking_uri(uri: str | None = None, track: bool = False) -> str | None:
 
 
 def _mlflow(uri: str):
-    """mlflow, pointed at ``uri`` (tracking and registry), telemetry off unless asked for."""
+    """mlflow, telemetry off unless asked for (its global URIs untouched)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
@@ -75,9 +75,33 @@ def _mlflow(uri: str):
         ) from None
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return mlflow
+
+
+@contextlib.contextmanager
+def pointed(uri: str):
+    """mlflow's fluent API (log_model, register_model, download_artifacts) pointed at ``uri``
+    for the duration only: ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which
+    would turn tracking on for everything the process does afterwards."""
+    mlflow = _mlflow(uri)
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {k: os.environ.get(k) for k in keys}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return mlflow
+    try:
+        yield mlflow
+    finally:
+        mlflow.set_tracking_uri(saved[0])  # None unsets it (and mlflow's tracer state)
+        registry_utils._registry_uri = saved[1]
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -382,19 +406,19 @@ class Tracker:
         """Logs the module as a pyfunc model of the run; registers it when asked."""
         from graft import __version__
 
-        mlflow = _mlflow(self.uri)
         code = Path(__file__).with_name("pyfunc_model.py")
-        with _hush(), mlflow.start_run(run_id=run_id, log_system_metrics=False):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(code),
-                artifacts={"module": str(module_dir)},
-                pip_requirements=[f"graft=={__version__}"],
-            )
-        if register is None:
-            return None
-        with _hush():
-            version = mlflow.register_model(info.model_uri, register)
+        with pointed(self.uri) as mlflow:
+            with _hush(), mlflow.start_run(run_id=run_id, log_system_metrics=False):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(code),
+                    artifacts={"module": str(module_dir)},
+                    pip_requirements=[f"graft=={__version__}"],
+                )
+            if register is None:
+                return None
+            with _hush():
+                version = mlflow.register_model(info.model_uri, register)
         if alias:
             self.client().set_registered_model_alias(register, alias, version.version)
         return int(version.version)

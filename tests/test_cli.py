@@ -42,6 +42,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         ["ensemble", "--help"],
         ["runs", "ls", "/nonexistent"],
         ["runs", "compare", "--help"],
+        ["register", "--help"],
     ],
 )
 def test_cli_does_not_import_tensorflow(args):

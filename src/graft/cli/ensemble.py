@@ -56,9 +56,10 @@ def ensemble(
     register: Register = None,
     alias: Alias = None,
 ) -> None:
-    """Stack several backbones: each member's head predicts out of fold; a logistic-regression
-    meta-learner or the plain mean of the members, whichever scores better out of fold,
-    combines them, and the result is ONE module (raw input -> probabilities).
+    """Stack several backbones into ONE module (raw input -> probabilities).
+
+    Each member's head predicts out of fold; a logistic-regression meta-learner or the plain
+    mean of the members, whichever scores better out of fold, combines them.
 
     Example: graft ensemble data/flowers --model efficientnet_lite0.imagenet
     --model efficientnet_lite1.imagenet --out runs/flowers-ens

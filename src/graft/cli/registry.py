@@ -18,8 +18,10 @@ def register(
     ] = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Register a module as a new version of an MLflow registered model (also a pyfunc model:
-    mlflow.pyfunc.load_model("models:/NAME@ALIAS") predicts label names).
+    """Register a module as a new version of an MLflow registered model.
+
+    The version is also a pyfunc model: mlflow.pyfunc.load_model("models:/NAME@ALIAS")
+    predicts label names.
 
     The registry is --tracking-uri, else MLFLOW_TRACKING_URI, else the local store
     ./mlruns/mlflow.db.

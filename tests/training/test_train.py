@@ -518,3 +518,21 @@ def test_manifest_names_the_data_without_the_trainers_paths(digits_run, digits_d
     splits, _ = read_splits(digits_run.directory)
     assert provenance["source_sha256"] == splits.fingerprint()
     assert len(provenance["source_sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("tuned", "head", "n", "kept", "words"),
+    [
+        (0.9050, 0.8939, 179, "head", "within the standard error of"),  # the bench's fold 3
+        (0.8700, 0.9441, 179, "head", "not above"),
+        (0.9600, 0.8939, 179, "fine-tuned", "by more than its standard error (0.0230"),
+        (0.9050, 0.8939, 20000, "fine-tuned", "by more than its standard error"),
+    ],
+)
+def test_fine_tuning_must_lead_by_more_than_a_standard_error(tuned, head, n, kept, words):
+    from graft.training.stages import keep_fine_tuned
+
+    got, reason, margin = keep_fine_tuned(tuned, head, n)
+    assert got == kept and words in reason
+    assert margin == pytest.approx(np.sqrt(head * (1 - head) / n))
+    assert keep_fine_tuned(0.5, 0.9, 100, pruned=True)[0] == "fine-tuned"

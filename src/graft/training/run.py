@@ -317,8 +317,9 @@ def train(
     cross-validation. Stage 2 (``fine_tune_blocks > 0``) starts from that head, unfreezes the
     backbone's top blocks (BatchNorm stays in inference mode) and trains them with a warm-up
     and cosine learning rate; the fine-tuned model is kept only if it beats the head alone on
-    the validation split. ``folds=K`` trains and evaluates K times (every example is tested
-    once) and then trains the module on all data.
+    the validation split by more than the standard error of the head's accuracy there.
+    ``folds=K`` trains and evaluates K times (every example is tested once) and then trains the
+    module on all data.
 
     Args:
         data: a folder of class subfolders, a .csv/.tsv/.jsonl of texts, or ``DataSplits``.

@@ -29,6 +29,7 @@ import numpy as np
 
 from graft.data.dataset import DataSplits
 from graft.errors import InvalidArgumentError, ModuleExistsError, received
+from graft.evaluation.metrics import standard_error
 from graft.training.loop import write_json
 from graft.training.run import Run, RunFolder
 
@@ -323,11 +324,6 @@ def best_trial(study, examples: int | None = None):
     if examples is None or default is None or best.number == default.number:
         return best
     return best if best.value - default.value > standard_error(default.value, examples) else default
-
-
-def standard_error(accuracy: float, examples: int) -> float:
-    """The binomial standard error of an accuracy measured on ``examples`` examples."""
-    return float(np.sqrt(accuracy * (1.0 - accuracy) / max(examples, 1)))
 
 
 def _finish(out: Path, study, splits, model: str, seed: int, folds: int, progress) -> TuneResult:

@@ -217,6 +217,18 @@ def _flat(data: dict, prefix: str = "") -> dict:
     return out
 
 
+def _head(head: dict) -> str | None:
+    """``convex (power-normalised, L2 0.0032)``, or the head's kind."""
+    if not head.get("kind"):
+        return None
+    if head["kind"] != "convex" or head.get("lam") is None:
+        return str(head["kind"])
+    transform = {"power": "power-normalised", "none": "standardised"}.get(
+        head.get("transform"), head.get("transform")
+    )
+    return f"convex ({transform}, L2 {head['lam']:.3g})"
+
+
 def headline(run: RunInfo) -> dict:
     """The figures a comparison shows for a run: test metrics, time and what was kept."""
     m = run.metrics
@@ -229,12 +241,7 @@ def headline(run: RunInfo) -> dict:
         "test examples": m.get("examples"),
         "seconds": None if run.seconds is None else round(run.seconds, 1),
         "kept": selection.get("kept"),
-        "head": " ".join(
-            f"{x:.3g}" if isinstance(x, float) else str(x)
-            for x in (head.get("kind"), head.get("transform"), head.get("lam"))
-            if x
-        )
-        or None,
+        "head": _head(head),
     }
     for k, value in (m.get("top_k_accuracy") or {}).items():
         out[f"top-{k} accuracy"] = value

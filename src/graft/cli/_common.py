@@ -150,7 +150,13 @@ def start_tracking(tracking_uri, track, optional, register=None, alias=None):
     from graft.tracking import Tracker
 
     tracker = Tracker.from_options(tracking_uri, track or bool(register), required=not optional)
-    if tracker is None or not tracker.check():
+    if tracker is None:
+        return None
+    if not tracker.check():
+        if register:
+            err_console.print(
+                f"[yellow]Not registering {register}[/]: tracking is off.", highlight=False
+            )
         return None
     console.print(f"Tracking: MLflow at {tracker.uri}, experiment {tracker.experiment!r}")
     return tracker
@@ -164,7 +170,11 @@ def finish_tracking(tracker, folder, register=None, alias=None) -> None:
     console.print(f"MLflow run: {logged.run_id}")
     if logged.version is not None:
         handle = f"models:/{register}@{alias}" if alias else f"models:/{register}/{logged.version}"
-        console.print(f"Registered: {register} version {logged.version}; load it with {handle}")
+        console.print(
+            f"Registered: {register} version {logged.version}; load it with {handle}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def show_notices() -> None:

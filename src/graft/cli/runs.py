@@ -103,7 +103,10 @@ def show(
     table = Table(show_header=False, box=box.SIMPLE, title=f"Run {info.path}")
     for key, value in info.summary().items():
         if key not in ("name", "path") and value not in ("", None):
-            table.add_row(key, _fmt(value) if key != "seconds" else _duration(value))
+            if key == "seconds":
+                table.add_row("time", _duration(value))
+            else:
+                table.add_row(key, _fmt(value))
     for key, value in headline(info).items():
         if key not in ("status", "accuracy", "seconds") and value is not None:
             table.add_row(key, _fmt(value))
@@ -148,6 +151,7 @@ def compare(
     for key, *values in result_rows:
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         best = max(numbers) if numbers and key not in ("seconds", "test examples") else None
-        cells = [f"[bold]{_fmt(v)}[/]" if v == best is not None else _fmt(v) for v in values]
+        show = (lambda v: _duration(v)) if key == "seconds" else _fmt
+        cells = [f"[bold]{show(v)}[/]" if v == best is not None else show(v) for v in values]
         results.add_row(key, *cells)
     print_table(results)

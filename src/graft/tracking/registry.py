@@ -53,6 +53,11 @@ def resolve(handle: str) -> Path:
         raise ModelNotFoundError(f"A registry handle is {FORMS}. {received(handle=handle)}")
     name = match["name"]
     uri = registry_uri()
+    if match["version"]:  # an immutable version: the cached copy needs no registry
+        cached = graft_home() / "mlflow" / cache_key(uri) / name / str(int(match["version"]))
+        if is_module_dir(cached):
+            verify(cached)
+            return cached
     tracker = Tracker(uri)
     try:
         client = tracker.client()
@@ -61,7 +66,8 @@ def resolve(handle: str) -> Path:
         else:
             version = client.get_model_version(name, match["version"]).version
     except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in f"{getattr(exc, 'error_code', '')} {exc}":
+        text = f"{getattr(exc, 'error_code', '')} {exc}"
+        if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower():
             raise ModelNotFoundError(
                 f"The registry at {uri} has no {handle[len('models:/') :]} "
                 f"({' '.join(str(exc).split())[:160]}). {received(handle=handle)}"

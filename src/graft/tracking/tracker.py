@@ -40,6 +40,18 @@ RUN_FILES = (
 )
 
 
+def canonical(uri: str) -> str:
+    """One spelling per store: relative ``sqlite:///`` paths made absolute (cache keys).
+
+    Example:
+        >>> canonical("sqlite:////tmp/a/../b/mlflow.db")
+        'sqlite:////tmp/b/mlflow.db'
+    """
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
 def local_store_uri(root: str | os.PathLike | None = None) -> str:
     """The local store: ``sqlite:///<root>/mlflow.db`` (``root`` defaults to ``./mlruns``).
 
@@ -64,6 +76,7 @@ def _mlflow(uri: str):
     """mlflow, telemetry off unless asked for (its global URIs untouched)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # graft says it once
     try:
         import mlflow
     except ImportError:
@@ -143,7 +156,9 @@ def _hush():
 
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}"
+    if len(text) > 240:
+        text = text[:240].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def _number(value) -> float | None:
@@ -239,17 +254,17 @@ class Tracker:
         except Exception as exc:  # mlflow raises MlflowException, requests' errors, sqlite's
             if isinstance(exc, InvalidArgumentError | ImportError):
                 raise
-            message = (
-                f"Cannot reach the MLflow tracking store at {self.uri} ({_short(exc)}). Start "
-                f"the server, correct --tracking-uri or MLFLOW_TRACKING_URI, or add "
-                f"--tracking-optional to go on without tracking. {received(tracking_uri=self.uri)}"
-            )
+            reason = f"Cannot reach the MLflow tracking store at {self.uri} ({_short(exc)})."
             if self.required:
-                raise TrackingError(message) from None
+                raise TrackingError(
+                    f"{reason} Start the server, correct --tracking-uri or MLFLOW_TRACKING_URI, "
+                    f"or add --tracking-optional to go on without tracking. "
+                    f"{received(tracking_uri=self.uri)}"
+                ) from None
             from graft.handles import notice
 
             self.enabled = False
-            notice(f"Tracking is off for this command: {message}")
+            notice(f"Tracking is off for this command (--tracking-optional): {reason}")
             return False
         return True
 
@@ -473,4 +488,4 @@ class Tracker:
 
 def cache_key(uri: str) -> str:
     """A short, stable folder name for a tracking URI in graft's cache."""
-    return hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical(uri).encode()).hexdigest()[:16]

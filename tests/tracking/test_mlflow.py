@@ -229,9 +229,17 @@ def test_mlflow_models_serve_answers_with_labels(server, tracked, digit_files):
 def test_local_store_without_a_server(data, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    result = _train(data, tmp_path / "run", "--track")
+    result = _train(data, tmp_path / "run", "--track", "--register", "local")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    module = graft.handles.resolve("models:/local/1")  # cached now
+    # A registered version is immutable: once cached it loads without the registry.
+    (tmp_path / "mlruns" / "mlflow.db").rename(tmp_path / "moved.db")
+    assert graft.handles.resolve("models:/local/1") == module
+    (tmp_path / "moved.db").rename(tmp_path / "mlruns" / "mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")

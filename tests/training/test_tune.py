@@ -271,7 +271,7 @@ def test_cli_rejects_zero_trials(small_digits, tmp_path):
         timeout=120,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "--trials must be at least 1. Received: trials=0" in result.stderr.replace("\n", "")
+    assert "--trials must be at least 1. Received: --trials=0" in result.stderr.replace("\n", "")
 
 
 def test_text_data_with_image_backbone_leaves_no_folder(tmp_path):

@@ -80,7 +80,7 @@ def export(
         "change",
         "agree",
         "p50 ms (b1)",
-        "examples/s (b32)",
+        "ex/s (b32)",
     ):
         table.add_column(
             column, justify="left" if column in ("format", "quant", "file") else "right"

@@ -292,8 +292,9 @@ def table(datasets, methods) -> str:
                 base = float(np.mean(acc))
             delta = f"{(np.mean(acc) - base) * 100:+.2f} points" if base is not None else ""
             seconds = np.mean([r["seconds"] for r in results])
+            partial = f" (only {len(acc)} of {FOLDS} folds run)" if len(acc) < FOLDS else ""
             lines.append(
-                f"| {names[method]} | **{_summary(acc)}** | "
+                f"| {names[method]}{partial} | **{_summary(acc)}** | "
                 f"{' '.join(f'{a:.3f}' for a in acc)} | {delta} | {seconds:.1f} |"
             )
         kept = [

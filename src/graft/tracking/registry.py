@@ -46,18 +46,26 @@ def resolve(handle: str) -> Path:
     """
     from graft.config import graft_home
     from graft.module.io import is_module_dir, verify
-    from graft.tracking.tracker import Tracker, cache_key
+    from graft.tracking.tracker import Tracker, _short, cache_key, pointed
 
     match = HANDLE.fullmatch(handle)
     if not match:
         raise ModelNotFoundError(f"A registry handle is {FORMS}. {received(handle=handle)}")
     name = match["name"]
     uri = registry_uri()
+
+    def cached(version) -> tuple[Path, bool]:
+        """The version's folder in the cache, and whether a verified copy is there."""
+        path = graft_home() / "mlflow" / cache_key(uri) / name / str(int(version))
+        if is_module_dir(path):
+            verify(path)
+            return path, True
+        return path, False
+
     if match["version"]:  # an immutable version: the cached copy needs no registry
-        cached = graft_home() / "mlflow" / cache_key(uri) / name / str(int(match["version"]))
-        if is_module_dir(cached):
-            verify(cached)
-            return cached
+        dest, hit = cached(match["version"])
+        if hit:
+            return dest
     tracker = Tracker(uri)
     try:
         client = tracker.client()
@@ -69,22 +77,19 @@ def resolve(handle: str) -> Path:
         text = f"{getattr(exc, 'error_code', '')} {exc}"
         if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower():
             raise ModelNotFoundError(
-                f"The registry at {uri} has no {handle[len('models:/') :]} "
-                f"({' '.join(str(exc).split())[:160]}). {received(handle=handle)}"
+                f"The registry at {uri} has no {handle[len('models:/') :]} ({_short(exc)}). "
+                f"{received(handle=handle)}"
             ) from None
         raise TrackingError(
-            f"Cannot ask the MLflow registry at {uri} for {handle} ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]}). {received(handle=handle)}"
+            f"Cannot ask the MLflow registry at {uri} for {handle} ({_short(exc)}). "
+            f"{received(handle=handle)}"
         ) from None
-    dest = graft_home() / "mlflow" / cache_key(uri) / name / str(version)
-    if is_module_dir(dest):
-        verify(dest)
+    dest, hit = cached(version)
+    if hit:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
     try:
-        from graft.tracking.tracker import pointed
-
         with pointed(uri) as mlflow:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp), tracking_uri=uri

@@ -100,17 +100,25 @@ def pointed(uri: str):
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {k: os.environ.get(k) for k in keys}
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    with _environment_restored("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield mlflow
+        finally:
+            mlflow.set_tracking_uri(saved[0])  # None unsets it (and mlflow's tracer state)
+            registry_utils._registry_uri = saved[1]
+
+
+@contextlib.contextmanager
+def _environment_restored(*keys: str):
+    """Puts the environment variables ``keys`` back as they were (absent ones removed)."""
+    saved = {k: os.environ.get(k) for k in keys}
     try:
-        yield mlflow
+        yield
     finally:
-        mlflow.set_tracking_uri(saved[0])  # None unsets it (and mlflow's tracer state)
-        registry_utils._registry_uri = saved[1]
-        for key, value in env.items():
+        for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
@@ -120,18 +128,10 @@ def pointed(uri: str):
 @contextlib.contextmanager
 def _fail_fast():
     """No retries and a short timeout: a dead server is reported in seconds, not minutes."""
-    keys = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
+    with _environment_restored("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextlib.contextmanager

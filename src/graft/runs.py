@@ -207,11 +207,17 @@ def find_runs(root: str | os.PathLike = "runs", depth: int = 3) -> list[RunInfo]
     return sorted(found, key=lambda r: r.started, reverse=True)
 
 
-def _flat(data: dict, prefix: str = "") -> dict:
+def flatten(data: dict, prefix: str = "") -> dict:
+    """Nested dicts as ``{"a.b": value}`` (lists left out).
+
+    Example:
+        >>> flatten({"a": {"b": 1, "c": [2]}, "d": 3})
+        {'a.b': 1, 'd': 3}
+    """
     out = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         elif not isinstance(value, list):
             out[f"{prefix}{key}"] = value
     return out
@@ -263,7 +269,7 @@ def compare(runs: list[RunInfo], everything: bool = False) -> tuple[list[tuple],
             "Comparing needs at least two run folders. "
             f"{received(runs=[str(r.path) for r in runs])}"
         )
-    configs = [_flat({"kind": r.kind, "data": r.data, **r.config}) for r in runs]
+    configs = [flatten({"kind": r.kind, "data": r.data, **r.config}) for r in runs]
     keys = list(dict.fromkeys(k for c in configs for k in c))
     config_rows = [
         (key, *(c.get(key, "—") for c in configs))

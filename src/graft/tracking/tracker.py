@@ -167,16 +167,6 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _flat(data: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _metric_key(key: str) -> str:
     import re
 
@@ -368,7 +358,9 @@ class Tracker:
             rows.append((key, value, 0, None))
         if not run_metrics:
             rows.append(("test_accuracy", info.metrics.get("accuracy"), 0, None))
-        for key, value in _flat(info.run.get("timings") or {}).items():
+        from graft.runs import flatten
+
+        for key, value in flatten(info.run.get("timings") or {}).items():
             if key.endswith("_s"):
                 rows.append((f"time.{key}", value, 0, None))
         state_path = info.path / "state.json"

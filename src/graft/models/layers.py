@@ -293,3 +293,25 @@ class ResizeImage(keras.layers.Layer):
 
 
 CUSTOM_LAYERS["graft>ResizeImage"] = ResizeImage
+
+
+@keras.saving.register_keras_serializable(package="graft")
+class GreedyAction(keras.layers.Layer):
+    """The index of the largest value on the last axis, as int32: a Q-network's greedy action.
+
+    Example:
+        >>> np.asarray(GreedyAction()(np.array([[0.1, 0.7, 0.2]], "float32"))).tolist()
+        [1]
+    """
+
+    def call(self, inputs):
+        return ops.cast(ops.argmax(inputs, axis=-1), "int32")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape[:-1], dtype="int32")
+
+
+CUSTOM_LAYERS["graft>GreedyAction"] = GreedyAction

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from graft.errors import ManifestError, received
 
 FORMAT_VERSION = 1
-TASKS = ("image-feature-vector", "image-classifier", "text-embedding", "text-classifier")
+TASKS = (
+    "image-feature-vector",
+    "image-classifier",
+    "text-embedding",
+    "text-classifier",
+    "rl-policy",
+)
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
@@ -29,21 +35,25 @@ class InputSpec(_Frozen):
     Images are float32 ``(batch, height, width, 3)`` RGB in ``value_range``; the module's own
     first layers apply ``normalization``. With ``encoded``, images are instead a ``(batch,)``
     string tensor of encoded files (JPEG, PNG, GIF, BMP) that the module decodes and resizes to
-    ``size`` itself. Text is a ``(batch,)`` string tensor.
+    ``size`` itself. Text is a ``(batch,)`` string tensor. An observation (a reinforcement
+    learning policy's input) is float32 ``(batch, *shape)`` from the Gymnasium environment
+    ``environment``.
     """
 
-    kind: Literal["image", "text"]
+    kind: Literal["image", "text", "observation"]
     encoded: bool = False
     size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
     normalization: str = ""
     max_length: int | None = None
+    shape: tuple[int, ...] | None = None
+    environment: str | None = None
 
 
 class OutputSpec(_Frozen):
     """What the model returns."""
 
-    kind: Literal["feature_vector", "probabilities", "logits"]
+    kind: Literal["feature_vector", "probabilities", "logits", "q_values"]
     dim: int = Field(gt=0)
 
 
@@ -84,7 +94,9 @@ class Manifest(_Frozen):
     format_version: int = FORMAT_VERSION
     name: str
     version: str = "1"
-    task: Literal["image-feature-vector", "image-classifier", "text-embedding", "text-classifier"]
+    task: Literal[
+        "image-feature-vector", "image-classifier", "text-embedding", "text-classifier", "rl-policy"
+    ]
     description: str = ""
     inputs: InputSpec
     outputs: OutputSpec

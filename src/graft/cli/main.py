@@ -7,7 +7,19 @@ import sys
 import typer
 
 from graft import __version__
-from graft.cli import cache, ensemble, export, hub, models, registry, runs, serve, train, tune
+from graft.cli import (
+    cache,
+    ensemble,
+    export,
+    hub,
+    models,
+    registry,
+    rl,
+    runs,
+    serve,
+    train,
+    tune,
+)
 from graft.cli._common import show_notices
 
 app = typer.Typer(
@@ -23,6 +35,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(hub.app, name="hub")
 app.add_typer(cache.app, name="cache")
 app.add_typer(runs.app, name="runs")
+app.add_typer(rl.app, name="rl")
 app.command("train")(train.train)
 app.command("tune")(tune.tune)
 app.command("evaluate")(train.evaluate)

@@ -125,14 +125,7 @@ class DQNAgent:
         variables = self.online.trainable_variables
         for g in tf.range(tf.shape(actions)[0]):
             o, a, r = obs[g], actions[g], rewards[g]
-            o2, done = next_obs[g], terminated[g]
-            next_target = self.target(o2, training=False)
-            if cfg.double_dqn:
-                best = tf.argmax(self.online(o2, training=False), axis=1, output_type=tf.int32)
-                next_value = tf.gather(next_target, best, batch_dims=1)
-            else:
-                next_value = tf.reduce_max(next_target, axis=1)
-            y = tf.stop_gradient(r + cfg.gamma * (1.0 - done) * next_value)
+            y = self.td_targets(r, next_obs[g], terminated[g])
             with tf.GradientTape() as tape:
                 q = self.online(o, training=True)
                 q_taken = tf.gather(q, a, batch_dims=1)
@@ -147,6 +140,19 @@ class DQNAgent:
             losses = losses.write(g, loss)
             q_means = q_means.write(g, tf.reduce_mean(q_taken))
         return tf.reduce_mean(losses.stack()), tf.reduce_mean(q_means.stack())
+
+    def td_targets(self, rewards, next_obs, terminated):
+        """``r + gamma * (1 - terminated) * V(s')``, where ``V(s')`` is the target network's
+        value of the online network's greedy action (Double DQN) or its own maximum."""
+        import tensorflow as tf
+
+        next_target = self.target(next_obs, training=False)
+        if self.config.double_dqn:
+            best = tf.argmax(self.online(next_obs, training=False), axis=1, output_type=tf.int32)
+            next_value = tf.gather(next_target, best, batch_dims=1)
+        else:
+            next_value = tf.reduce_max(next_target, axis=1)
+        return tf.stop_gradient(rewards + self.config.gamma * (1.0 - terminated) * next_value)
 
     def train(self, batch: dict) -> tuple[float, float]:
         """Gradient steps on stacked minibatches (``ReplayBuffer.sample(..., batches=G)``).

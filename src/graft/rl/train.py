@@ -158,24 +158,28 @@ def train(
     out = Path(out)
     config_path = out / "config.json"
     if resume:
-        if not (out / CHECKPOINT / "state.json").is_file():
+        if _checkpoint_folder(out) is None:
+            finished = (
+                " (it has finished: metrics.json is there)"
+                if (out / "metrics.json").is_file()
+                else ""
+            )
             raise InvalidArgumentError(
-                f"{out} has no checkpoint to resume from (checkpoint/state.json); start the run "
-                f"without --resume. {received(out=str(out))}"
+                f"{out} has no checkpoint to resume from{finished}; start the run without "
+                f"--resume, or with --overwrite. {received(out=str(out))}"
             )
         config = DQNConfig.from_dict(json.loads(config_path.read_text())["config"])
     else:
-        if out.exists() and any(out.iterdir()):
-            if not overwrite:
-                raise ModuleExistsError(
-                    f"{out} already holds a run; pass --resume to continue it or --overwrite "
-                    f"to start again. {received(out=str(out))}"
-                )
-            shutil.rmtree(out)
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise ModuleExistsError(
+                f"{out} already holds a run; pass --resume to continue it or --overwrite "
+                f"to start again. {received(out=str(out))}"
+            )
         config = config_for(env_id, steps=steps, seed=seed, **settings)
     env_list = [envs.make(config.env_id) for _ in range(config.n_envs)]
-    info = envs.describe(env_list[0])
-    if not resume:
+    info = envs.describe(env_list[0])  # the settings and the environment are checked ...
+    if not resume:  # ... before anything in out is replaced
+        shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         write_json(config_path, {"config": config.to_dict(), "environment": info.__dict__})
 
@@ -284,8 +288,17 @@ def _save_checkpoint(out, agent, buffer, rng, episodes, progress, best_weights) 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _checkpoint_folder(out: Path) -> Path | None:
+    """``checkpoint/``, or the previous one when a kill came between the two renames that
+    replace it."""
+    if (out / CHECKPOINT / "state.json").is_file():
+        return out / CHECKPOINT
+    aside = [p for p in out.glob(f".{CHECKPOINT}.old-*") if (p / "state.json").is_file()]
+    return max(aside, key=lambda p: p.stat().st_mtime) if aside else None
+
+
 def _load_checkpoint(out, agent, buffer, rng, episodes):
-    folder = out / CHECKPOINT
+    folder = _checkpoint_folder(out)
     state = json.loads((folder / "state.json").read_text())
     agent.load(folder / "agent.npz")
     buffer.load(folder / "replay.npz")

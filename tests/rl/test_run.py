@@ -1,0 +1,182 @@
+"""``graft rl``: a short CartPole run end to end, killed and resumed, evaluated, played."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from graft.cli.main import app
+
+# A small run: 3,000 steps, checkpoints every 500, the Zoo's CartPole settings otherwise.
+SHORT = [
+    "--steps", "3000", "--seed", "7", "--hidden", "32,32", "--checkpoint-every", "500",
+    "--eval-every", "1000", "--eval-episodes", "2", "--final-eval-episodes", "5",
+    "--train-freq", "64", "--gradient-steps", "16", "--learning-starts", "200",
+]  # fmt: skip
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "GRAFT_HOME": os.environ["GRAFT_HOME"]}
+    return subprocess.Popen(
+        [sys.executable, "-m", "graft.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An uninterrupted run and one killed after a checkpoint and resumed, in parallel."""
+    root = tmp_path_factory.mktemp("rl")
+    os.environ.setdefault("GRAFT_HOME", str(root / "home"))
+    whole = _cli("rl", "train", "CartPole-v1", "--out", str(root / "whole"), *SHORT)
+    killed = _cli("rl", "train", "CartPole-v1", "--out", str(root / "killed"), *SHORT)
+    state = root / "killed" / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.is_file() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run ended before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 0 < killed_at < 3000 and not (root / "killed" / "metrics.json").exists()
+    resumed = _cli("rl", "train", "CartPole-v1", "--out", str(root / "killed"), "--resume")
+    return {
+        "whole": root / "whole",
+        "resumed": root / "killed",
+        "killed_at": killed_at,
+        "stdout": _finish(whole),
+        "resumed_stdout": _finish(resumed),
+    }
+
+
+def test_run_folder_and_cli_summary(runs):
+    run = runs["whole"]
+    for name in ("config.json", "metrics.json", "history.json", "report.html"):
+        assert (run / name).is_file(), name
+    assert (run / "module" / "manifest.json").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (run / "checkpoint").exists()  # finished: nothing left to resume
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 3000 and metrics["eval_episodes"] == 5
+    assert metrics["mean_return"] == pytest.approx(np.mean(metrics["returns"]))
+    assert "CartPole-v1: mean return" in runs["stdout"] and "Saved:" in runs["stdout"]
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["hidden"] == [32, 32] and config["batch_size"] == 64  # the Zoo's, kept
+    html = (run / "report.html").read_text()
+    assert 'id="returns-plot"' in html and 'id="training-plot"' in html
+    assert html.count("data:image/png;base64,") == 2
+    history = json.loads((run / "history.json").read_text())
+    assert (
+        len(html.split('id="evaluations"')[1].split("</table>")[0].split("<tr")) - 2
+        == len(history["evaluations"]) + 1
+    )  # one row per periodic evaluation, plus the final one
+    assert [e[0] for e in history["evaluations"]] == [1000, 2000, 3000]
+
+
+def test_killed_and_resumed_run_ends_where_the_uninterrupted_one_does(runs):
+    a = json.loads((runs["whole"] / "history.json").read_text())
+    b = json.loads((runs["resumed"] / "history.json").read_text())
+    assert len(a["episodes"]) > 10
+    assert a["episodes"] == b["episodes"]  # every episode's end step, return and length
+    assert a["evaluations"] == b["evaluations"]
+    np.testing.assert_allclose(np.array(a["losses"]), np.array(b["losses"]), rtol=1e-5)
+    ma = json.loads((runs["whole"] / "metrics.json").read_text())
+    mb = json.loads((runs["resumed"] / "metrics.json").read_text())
+    assert ma["returns"] == mb["returns"] and ma["kept_step"] == mb["kept_step"]
+    from graft.module.io import load
+
+    wa, wb = load(runs["whole"] / "module").model, load(runs["resumed"] / "module").model
+    for x, y in zip(wa.get_weights(), wb.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_without_a_checkpoint_says_so(runs, tmp_path):
+    result = CliRunner().invoke(
+        app, ["rl", "train", "CartPole-v1", "--out", str(runs["whole"]), "--resume"]
+    )
+    assert result.exit_code == 1
+    assert "has no checkpoint to resume from (it has finished" in result.output
+    again = CliRunner().invoke(app, ["rl", "train", "CartPole-v1", "--out", str(runs["whole"])])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_evaluate_json_and_policy_module(runs):
+    result = CliRunner().invoke(
+        app, ["rl", "evaluate", str(runs["whole"]), "--episodes", "5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.strip().splitlines()[-1])
+    assert data["env_id"] == "CartPole-v1" and data["episodes"] == 5
+    assert data["mean_return"] == pytest.approx(np.mean(data["returns"]))
+    assert data["std_return"] == pytest.approx(np.std(data["returns"]))
+    # the same seeds as the run's final evaluation: the module reproduces it
+    metrics = json.loads((runs["whole"] / "metrics.json").read_text())
+    assert data["returns"] == metrics["returns"]
+    manifest = json.loads((runs["whole"] / "module" / "manifest.json").read_text())
+    assert manifest["task"] == "rl-policy"
+    assert manifest["inputs"] == {
+        "kind": "observation", "encoded": False, "normalization": "", "shape": [4],
+        "environment": "CartPole-v1",
+    }  # fmt: skip
+    assert manifest["labels"] == ["push left", "push right"]
+
+
+def test_play_writes_an_animated_gif(runs, tmp_path):
+    gif = tmp_path / "cartpole.gif"
+    result = CliRunner().invoke(
+        app, ["rl", "play", str(runs["whole"]), "--gif", str(gif), "--max-steps", "20"]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(gif) as image:
+        assert image.size == (300, 200) and image.n_frames > 1
+        durations = []
+        for i in range(image.n_frames):  # Pillow merges identical frames, adding durations
+            image.seek(i)
+            durations.append(image.info["duration"])
+    import re
+
+    steps, frames = map(int, re.search(r"in (\d+) steps; (\d+) frames", result.output).groups())
+    assert 1 <= steps <= 20 and frames == steps + 1  # the first frame, then one per step
+    assert sum(durations) == frames * 30  # 30 fps: 33 ms, stored in GIF's 10 ms units
+    assert [p.name for p in tmp_path.iterdir()] == ["cartpole.gif"]
+    bad = CliRunner().invoke(
+        app, ["rl", "play", str(runs["whole"]), "--gif", str(tmp_path / "a.png")]
+    )
+    assert bad.exit_code == 1 and "The output is a .gif file" in bad.output
+
+
+def test_bad_environments_get_clear_errors(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["rl", "train", "CartPol-v1", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "Gymnasium has no environment 'CartPol-v1'. Did you mean CartPole-v1" in result.output
+    assert "Received: env_id='CartPol-v1'" in result.output.replace("\n", "")
+    result = CliRunner().invoke(app, ["rl", "train", "MountainCarContinuous-v0", "--out", str(out)])
+    assert result.exit_code == 1 and "needs a discrete action space" in result.output
+    assert not out.exists()  # nothing written
+    result = CliRunner().invoke(
+        app, ["rl", "train", "CartPole-v1", "--out", str(out), "--tau", "0"]
+    )
+    assert result.exit_code == 1 and "Received: --tau=0.0" in result.output.replace("\n", "")
+
+
+def test_evaluate_refuses_a_classifier(tiny_module):
+    result = CliRunner().invoke(app, ["rl", "evaluate", str(tiny_module)])
+    assert result.exit_code == 1 and "not a policy" in result.output

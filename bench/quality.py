@@ -297,15 +297,17 @@ def table(datasets, methods) -> str:
                 f"| {names[method]}{partial} | **{_summary(acc)}** | "
                 f"{' '.join(f'{a:.3f}' for a in acc)} | {delta} | {seconds:.1f} |"
             )
-        kept = [
-            json.loads(p.read_text()).get("kept")
-            for p in sorted((WORK / dataset / "finetune2").glob("fold_*.json"))
-        ]
-        if kept:
-            lines += [
-                "",
-                f"Fine-tuning (default augmentation) kept per fold: {', '.join(map(str, kept))}.",
+        for method, policy in (("finetune2", "default"), ("finetune2_none", "none")):
+            kept = [
+                json.loads(p.read_text()).get("kept")
+                for p in sorted((WORK / dataset / method).glob("fold_*.json"))
             ]
+            if kept:
+                lines += [
+                    "",
+                    f"Fine-tuning (`--augment {policy}`) kept per fold: "
+                    f"{', '.join(map(str, kept))}.",
+                ]
         per_epoch = {}
         for method in ("finetune2", "finetune2_none"):
             values = [

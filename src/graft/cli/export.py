@@ -22,7 +22,9 @@ from graft.cli._common import (
 
 @handle_errors
 def export(
-    module: Annotated[str, typer.Argument(help="A classifier module (e.g. runs/NAME/module).")],
+    module: Annotated[
+        str, typer.Argument(help="A classifier or policy module (e.g. runs/NAME/module).")
+    ],
     out: Annotated[Path, typer.Option(help="Export directory (created atomically).")],
     fmt: Annotated[
         str,
@@ -69,14 +71,16 @@ def export(
         overwrite=overwrite,
         max_accuracy_drop=max_accuracy_drop,
     )
-    table = Table(title=f"{report.module}: {report.examples} test examples", box=box.SIMPLE_HEAD)
+    policy = report.metric != "accuracy"
+    title = f"{report.module}: {report.to_dict()['evaluated_on']}"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in (
         "format",
         "quant",
         "file",
         "MB",
         "gzip MB",
-        "accuracy",
+        report.metric,
         "change",
         "agree",
         "p50 ms (b1)",
@@ -92,7 +96,7 @@ def export(
             r.path,
             f"{r.size_bytes / 1e6:.2f}",
             f"{r.gzip_bytes / 1e6:.2f}",
-            f"{r.accuracy:.4f}",
+            f"{r.accuracy:.1f}" if policy else f"{r.accuracy:.4f}",
             f"{r.accuracy_change:+.2f}",
             f"{r.top1_agreement:.3f}",
             f"{r.latency_p50_ms:.1f}",

@@ -50,11 +50,15 @@ class ExportReport:
     examples: int
     rows: tuple[ArtifactResult, ...]
     sparsity: dict[str, dict] = field(default_factory=dict)  # layers with >= 1% zero weights
+    metric: str = "accuracy"  # what ``ArtifactResult.accuracy`` holds (policies: mean return)
+    evaluated_on: str = ""  # what the artifacts were measured on, in words
 
     def to_dict(self) -> dict:
         return {
             "module": self.module,
             "examples": self.examples,
+            "metric": self.metric,
+            "evaluated_on": self.evaluated_on or f"{self.examples} test examples",
             "artifacts": [r.to_dict() for r in self.rows],
             "sparsity": self.sparsity,
         }
@@ -148,7 +152,8 @@ def export(
         tfjs.check()
     module_dir = resolve(module)
     plan = _plan(fmts, quants)
-    parts = _data(module_dir, data)
+    policy = _is_policy(module_dir)
+    parts = {} if policy else _data(module_dir, data)
     if any(q == "qat" for _, q in plan) and "train" not in parts:
         raise InvalidArgumentError(
             "Quantization-aware training (qat) trains the head on the run's training split: "
@@ -159,7 +164,10 @@ def export(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        report = _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback)
+        if policy:
+            report = _export_policy(tmp, module_dir, plan, int8_io, allow_float_fallback)
+        else:
+            report = _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback)
         keras_accuracy = report.rows[0].accuracy
         if max_accuracy_drop is not None:
             worse = [r for r in report.rows if r.accuracy_change < -max_accuracy_drop]
@@ -199,6 +207,30 @@ def _add_to_run_report(module_dir: Path, page: dict) -> None:
     exports = [e for e in exports if str(Path(e["out"]).resolve()) != key] + [page]
     write_json(record, exports)
     add_exports(run_dir / "report.html", exports)
+
+
+def _is_policy(module_dir: Path) -> bool:
+    from graft.module.manifest import Manifest
+
+    return Manifest.read(module_dir / "manifest.json").task == "rl-policy"
+
+
+def _export_policy(tmp, module_dir, plan, int8_io, allow_float_fallback) -> ExportReport:
+    """A reinforcement-learning policy: see ``graft.export.policy``."""
+    from graft.export import policy
+    from graft.module.manifest import Manifest
+
+    rows, count = policy.export_into(tmp, module_dir, plan, int8_io, allow_float_fallback)
+    name = Manifest.read(module_dir / "manifest.json").name
+    return ExportReport(
+        tmp,
+        name,
+        count,
+        tuple(rows),
+        metric="mean return",
+        evaluated_on=f"{count} observations (action agreement) and {policy.EPISODES} greedy "
+        "episodes (mean return, the same seeds for every artifact)",
+    )
 
 
 def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):

@@ -10,18 +10,25 @@ from graft.errors import MissingDependencyError, received
 from graft.export.graphs import Exportable
 
 
-def write(ex: Exportable, dest: Path) -> None:
-    """Writes the module's core as ONNX (images: float input in [0, 1]; texts: int32
-    ``token_ids``, ``padding_mask``, ``segment_ids``; probabilities out). The labels go into
-    the model's metadata as ``labels`` (one per line), a text model's vocabulary as ``vocab``."""
+def require() -> None:
+    """Raises ``MissingDependencyError`` (with the install line) without tf2onnx."""
     try:
-        import onnx
+        import onnx  # noqa: F401
         import tf2onnx  # noqa: F401
     except ImportError:
         raise MissingDependencyError(
             "ONNX export needs tf2onnx and onnxruntime: pip install 'graft[onnx]'. "
             + received(format="onnx")
         ) from None
+
+
+def write(ex: Exportable, dest: Path) -> None:
+    """Writes the module's core as ONNX (images: float input in [0, 1]; texts: int32
+    ``token_ids``, ``padding_mask``, ``segment_ids``; probabilities out). The labels go into
+    the model's metadata as ``labels`` (one per line), a text model's vocabulary as ``vocab``."""
+    require()
+    import onnx
+
     ex.core(ex.prepare(["a"]) if ex.kind == "text" else np.zeros((1, *ex.size, 3), np.float32))
     ex.core.export(str(dest), format="onnx", verbose=False)  # (needs the built call above)
     model = onnx.load(str(dest))

@@ -305,7 +305,11 @@ class GreedyAction(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        return ops.cast(ops.argmax(inputs, axis=-1), "int32")
+        import tensorflow as tf
+
+        # tf.argmax, not keras.ops.argmax: Keras adds a -0.0 check (BitwiseAnd) that TFLite
+        # has no builtin for.
+        return tf.math.argmax(inputs, axis=-1, output_type=tf.int32)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1])

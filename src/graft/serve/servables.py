@@ -6,6 +6,7 @@ A graft classifier module serves ``serving_default``: ``inputs`` takes encoded i
 module's size, as the seed tutorials' clients send them (``x_test[0:1].tolist()``); a
 ``serving_pixels`` signature documents that float form. Outputs are ``probabilities``,
 ``classes`` (the top-5 label names) and ``scores``, the same as ``graft export``'s SavedModel.
+A policy module (``graft rl train``) serves ``observation`` -> ``q_values`` and ``action``.
 """
 
 from __future__ import annotations
@@ -184,6 +185,8 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
     loaded = load(path)
     manifest = loaded.manifest
     kind = manifest.inputs.kind
+    if kind == "observation":
+        return _policy(loaded.model, manifest)
     classifier = manifest.task.endswith("classifier")
     labels = np.array(list(manifest.labels or ()), dtype=object)
     out_name = (
@@ -242,6 +245,36 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
     return Servable(
         signatures,
         warmup=lambda: run({"inputs": np.zeros((1, *size, 3), np.float32)}),
+    )
+
+
+def _policy(model, manifest) -> Servable:
+    """A reinforcement-learning policy: ``observation`` float32 ``(batch, *shape)`` in,
+    ``q_values`` and the greedy ``action`` out."""
+    import tensorflow as tf
+
+    shape = tuple(manifest.inputs.shape)
+    call = tf.function(
+        lambda obs: model(obs, training=False),
+        input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
+    )
+
+    def run(batch):
+        out = call(tf.constant(batch["observation"], tf.float32))
+        return {"q_values": out["q_values"].numpy(), "action": out["action"].numpy()}
+
+    sig = Signature(
+        "serving_default",
+        {"observation": TensorInfo("observation", "float32", (-1, *shape))},
+        {
+            "q_values": TensorInfo("q_values", "float32", (-1, manifest.outputs.dim)),
+            "action": TensorInfo("action", "int32", (-1,)),
+        },
+        run,
+    )
+    return Servable(
+        {"serving_default": sig},
+        warmup=lambda: run({"observation": np.zeros((1, *shape), np.float32)}),
     )
 
 

@@ -73,3 +73,14 @@ def run_child(script: str, *args: str, env: dict | None = None, label: str = "")
     if out.returncode != 0:
         raise SystemExit(f"{label or args} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_flags() -> str:
+    """The CPU's vector-instruction flags that matter for these benchmarks."""
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, run_child, write_section  # noqa: E402
+from _common import cpu_flags, machine, run_child, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "quality"
@@ -362,21 +362,11 @@ def main() -> None:
     section = (
         f"## Quality (`bench/quality.py`, {time.strftime('%Y-%m-%d')})\n\n"
         f"Machine: {machine(('tensorflow', 'keras', 'scikit-learn'))}.\n"
-        f"CPU flags: {_cpu_flags()}.\n\n" + table(list(DATASETS), METHODS) + cold
+        f"CPU flags: {cpu_flags()}.\n\n" + table(list(DATASETS), METHODS) + cold
     )
     write_section("quality", section)
     print(section)
     print(f"({time.perf_counter() - started:.0f} s)")
-
-
-def _cpu_flags() -> str:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ is enough to tell a run's status without any database:
 - ``killed``: it stopped before its first checkpoint (while computing features, or while fitting
   a convex head); ``--resume`` starts it again from the cached features.
 
+``graft rl train`` run folders (``config.json`` naming a Gymnasium environment, ``checkpoint/``
+while training, ``metrics.json`` with the mean return) are listed too, as kind ``rl``.
+
 Only JSON is read: no TensorFlow, so ``graft runs`` answers at once.
 
 Example:
@@ -40,15 +43,16 @@ class RunInfo:
     Attributes:
         path: the folder.
         name: its path relative to the listed root.
-        kind: ``train``, ``tune`` or ``ensemble``.
+        kind: ``train``, ``tune``, ``ensemble`` or ``rl``.
         status: ``finished``, ``resumable`` or ``killed``.
         started: when it started (seconds since the epoch: ``config.json`` written).
         backbone: the backbone, or the members joined by ``+``.
         data: the data's name and its train/validation/test counts.
-        accuracy: test accuracy (``None`` until it has finished).
+        accuracy: test accuracy (``None`` until it has finished, and for ``rl`` runs).
         seconds: time spent, from the recorded stage timings.
         progress: where an unfinished run got to (``head epoch 7``).
         config, metrics, run: ``config.json``, ``metrics.json`` and ``run.json`` as read.
+        mean_return: an ``rl`` run's final mean return.
     """
 
     path: Path
@@ -64,6 +68,14 @@ class RunInfo:
     config: dict = field(default_factory=dict, repr=False)
     metrics: dict = field(default_factory=dict, repr=False)
     run: dict = field(default_factory=dict, repr=False)
+    mean_return: float | None = None
+
+    @property
+    def result(self) -> str:
+        """The headline figure in words: the accuracy, or an ``rl`` run's mean return."""
+        if self.mean_return is not None:
+            return f"return {self.mean_return:.1f}"
+        return "—" if self.accuracy is None else f"{self.accuracy:.4f}"
 
     def summary(self) -> dict:
         """A JSON-ready row (what ``graft runs ls --json`` prints)."""
@@ -76,6 +88,7 @@ class RunInfo:
             "backbone": self.backbone,
             "data": self.data,
             "accuracy": self.accuracy,
+            "mean_return": self.mean_return,
             "seconds": self.seconds,
             "progress": self.progress,
         }
@@ -89,9 +102,43 @@ def _json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _is_rl(path: Path) -> bool:
+    config = _json(path / "config.json")
+    return "environment" in config and "env_id" in (config.get("config") or {})
+
+
 def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a run folder (``config.json`` and ``splits.json``)."""
-    return (path / "config.json").is_file() and (path / "splits.json").is_file()
+    """Whether ``path`` is a run folder (``config.json`` and ``splits.json``, or an ``rl``
+    run's ``config.json``)."""
+    if not (path / "config.json").is_file():
+        return False
+    return (path / "splits.json").is_file() or _is_rl(path)
+
+
+def _read_rl(path: Path, name: str | None) -> RunInfo:
+    config = _json(path / "config.json")
+    settings = config.get("config") or {}
+    metrics = _json(path / "metrics.json")
+    state = _json(path / "checkpoint" / "state.json")
+    finished = (path / "module" / "manifest.json").is_file() and "mean_return" in metrics
+    status = "finished" if finished else ("resumable" if state else "killed")
+    steps = settings.get("steps")
+    hidden = "x".join(str(h) for h in settings.get("hidden", ()))
+    return RunInfo(
+        path=path,
+        name=name or path.name,
+        kind="rl",
+        status=status,
+        started=(path / "config.json").stat().st_mtime,
+        backbone=f"DQN ({hidden})" if hidden else "DQN",
+        data=str(settings.get("env_id", "?")),
+        accuracy=None,
+        seconds=(metrics.get("seconds") if finished else state.get("seconds")) or None,
+        progress="" if finished or not state else f"step {state.get('step', 0):,} of {steps:,}",
+        config=config,
+        metrics=metrics,
+        mean_return=float(metrics["mean_return"]) if finished else None,
+    )
 
 
 def _seconds(timings) -> float:
@@ -134,9 +181,11 @@ def read_run(path: str | os.PathLike, name: str | None = None) -> RunInfo:
     if not is_run_folder(path):
         raise InvalidArgumentError(
             f"{path} is not a run folder: graft train, tune and ensemble write config.json and "
-            f"splits.json into theirs (`graft runs ls` lists the runs under a folder). "
-            f"{received(run=str(path))}"
+            f"splits.json into theirs, graft rl train a config.json naming its environment "
+            f"(`graft runs ls` lists the runs under a folder). {received(run=str(path))}"
         )
+    if _is_rl(path):
+        return _read_rl(path, name)
     config = _json(path / "config.json")
     metrics = _json(path / "metrics.json")
     run = _json(path / "run.json")
@@ -238,6 +287,17 @@ def _head(head: dict) -> str | None:
 def headline(run: RunInfo) -> dict:
     """The figures a comparison shows for a run: test metrics, time and what was kept."""
     m = run.metrics
+    if run.kind == "rl":
+        return {
+            "status": run.status,
+            "mean return": m.get("mean_return"),
+            "sd of return": m.get("std_return"),
+            "evaluation episodes": m.get("eval_episodes"),
+            "steps": m.get("steps"),
+            "training episodes": m.get("episodes"),
+            "seconds": None if run.seconds is None else round(run.seconds, 1),
+            "kept": m.get("kept") and f"step {m.get('kept_step'):,} ({m.get('kept')})",
+        }
     selection = run.run.get("selection") or {}
     head = selection.get("head") or {}
     out = {

@@ -124,3 +124,30 @@ def test_bad_environments_get_clear_errors(tmp_path):
 def test_evaluate_refuses_a_classifier(tiny_module):
     result = CliRunner().invoke(app, ["rl", "evaluate", str(tiny_module)])
     assert result.exit_code == 1 and "not a policy" in result.output
+
+
+def test_graft_runs_lists_rl_runs(runs, tmp_path):
+    import shutil
+
+    from graft.runs import find_runs, read_run
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs["whole"], root / "cartpole")
+    (root / "partial").mkdir()
+    shutil.copy(runs["whole"] / "config.json", root / "partial" / "config.json")
+    (root / "partial" / "checkpoint").mkdir()
+    (root / "partial" / "checkpoint" / "state.json").write_text(
+        json.dumps({"step": 1500, "seconds": 3.5})
+    )
+    by_name = {r.name: r for r in find_runs(root)}
+    done, partial = by_name["cartpole"], by_name["partial"]
+    metrics = json.loads((runs["whole"] / "metrics.json").read_text())
+    assert (done.kind, done.status, done.data) == ("rl", "finished", "CartPole-v1")
+    assert done.mean_return == metrics["mean_return"] and done.accuracy is None
+    assert done.result == f"return {metrics['mean_return']:.1f}"
+    assert (partial.status, partial.progress) == ("resumable", "step 1,500 of 3,000")
+    result = CliRunner().invoke(app, ["runs", "ls", str(root)])
+    assert result.exit_code == 0 and f"return {metrics['mean_return']:.1f}" in result.output
+    shown = CliRunner().invoke(app, ["runs", "show", str(root / "cartpole")])
+    assert "mean_return" in shown.output and "learning_rate" in shown.output
+    assert read_run(root / "cartpole").metrics["steps"] == 3000

@@ -42,7 +42,8 @@ def ls(
     root: Annotated[Path, typer.Argument(help="Folder holding run folders.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """List the runs under ROOT, newest first: name, date, backbone, data, accuracy, time,
+    """List the runs under ROOT, newest first: name, date, backbone, data, result (test
+    accuracy, or an rl run's mean return), time,
     status (finished, resumable: --resume continues from its last checkpoint, killed: stopped
     before its first checkpoint).
 
@@ -59,7 +60,7 @@ def ls(
         console.print(f"No run folders under {root}.")
         return
     table = Table(
-        "run", "date", "kind", "backbone", "data", "accuracy", "time", "status", box=box.SIMPLE
+        "run", "date", "kind", "backbone", "data", "result", "time", "status", box=box.SIMPLE
     )
     for run in runs:
         status = f"[{_STATUS[run.status]}]{run.status}[/]"
@@ -71,7 +72,7 @@ def ls(
             run.kind,
             run.backbone,
             run.data,
-            _fmt(run.accuracy),
+            run.result,
             _duration(run.seconds),
             status,
         )
@@ -108,14 +109,15 @@ def show(
             else:
                 table.add_row(key, _fmt(value))
     for key, value in headline(info).items():
-        if key not in ("status", "accuracy", "seconds") and value is not None:
+        if key not in ("status", "accuracy", "seconds", "mean return") and value is not None:
             table.add_row(key, _fmt(value))
     reason = (info.run.get("selection") or {}).get("reason")
     if reason:
         table.add_row("why", reason)
     print_table(table)
     config = Table("setting", "value", box=box.SIMPLE, title="config.json")
-    for key, value in info.config.items():
+    settings = info.config.get("config", info.config) if info.kind == "rl" else info.config
+    for key, value in settings.items():
         config.add_row(key, json.dumps(value))
     print_table(config)
     if (info.path / "report.html").is_file():
@@ -150,7 +152,8 @@ def compare(
     results = Table("results", *names, box=box.SIMPLE_HEAD)
     for key, *values in result_rows:
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-        best = max(numbers) if numbers and key not in ("seconds", "test examples") else None
+        lower_is_better = ("seconds", "test examples", "sd of return", "steps")
+        best = max(numbers) if numbers and key not in lower_is_better else None
         show = (lambda v: _duration(v)) if key == "seconds" else _fmt
         cells = [f"[bold]{show(v)}[/]" if v == best is not None else show(v) for v in values]
         results.add_row(key, *cells)

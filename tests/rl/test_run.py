@@ -151,3 +151,18 @@ def test_graft_runs_lists_rl_runs(runs, tmp_path):
     shown = CliRunner().invoke(app, ["runs", "show", str(root / "cartpole")])
     assert "mean_return" in shown.output and "learning_rate" in shown.output
     assert read_run(root / "cartpole").metrics["steps"] == 3000
+
+
+def test_report_renders_in_a_browser(runs, tmp_path):
+    from tests.browser import chromium, dump_dom, screenshot
+
+    browser = chromium()
+    html = runs["whole"] / "report.html"
+    dom = dump_dom(browser, html, tmp_path)
+    metrics = json.loads((runs["whole"] / "metrics.json").read_text())
+    assert f'id="mean-return">{metrics["mean_return"]:.1f}<' in dom
+    assert dom.count('src="data:image/png;base64,') == 2
+    assert "Kept the policy of step" in dom and "CartPole-v1" in dom
+    shot = screenshot(browser, html, tmp_path / "report.png")
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 10  # a rendered page, not a blank one

@@ -123,3 +123,26 @@ def test_linear_learning_rate_schedule_decays():
     agent.train(_batch(np.random.default_rng(0), g=125))  # half of the 251 gradient steps
     assert start == pytest.approx(1e-3)
     assert agent.learning_rate == pytest.approx(1e-3 - 0.9e-3 * 125 / 251, rel=1e-3)
+
+
+def test_image_observations_get_a_cnn_that_trains_and_acts():
+    info = EnvInfo("Pixels-v0", (36, 36, 3), "uint8", 3, ("a", "b", "c"), None)
+    agent = DQNAgent(info, config_for("Pixels-v0", hidden=(16,), seed=0))
+    kinds = [type(layer).__name__ for layer in agent.online.layers]
+    assert kinds.count("Conv2D") == 3 and "Rescaling" in kinds  # uint8 pixels scaled to [0, 1]
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 256, size=(2, 8, 36, 36, 3)).astype(np.float32)
+    batch = {
+        "obs": obs,
+        "actions": rng.integers(0, 3, size=(2, 8)).astype(np.int32),
+        "rewards": np.ones((2, 8), np.float32),
+        "next_obs": obs[:, ::-1],
+        "terminated": np.zeros((2, 8), np.float32),
+    }
+    before = _weights(agent.online)
+    loss, _ = agent.train(batch)
+    assert np.isfinite(loss)
+    assert any(not np.allclose(a, b) for a, b in zip(_weights(agent.online), before, strict=True))
+    q = agent.q_values(obs[0])
+    np.testing.assert_allclose(q, np.asarray(agent.online(obs[0])), rtol=1e-5, atol=1e-5)
+    assert agent.act(obs[0], 0.0, rng).tolist() == q.argmax(1).tolist()

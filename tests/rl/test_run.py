@@ -166,3 +166,18 @@ def test_report_renders_in_a_browser(runs, tmp_path):
     shot = screenshot(browser, html, tmp_path / "report.png")
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 10  # a rendered page, not a blank one
+
+
+def test_several_environments_step_together(tmp_path):
+    import graft.rl
+
+    run = graft.rl.train(
+        "Acrobot-v1", out=tmp_path / "acrobot", steps=600, n_envs=3, hidden=(16,),
+        learning_starts=100, train_freq=12, eval_every=300, eval_episodes=1,
+        final_eval_episodes=1, checkpoint_every=300,
+    )  # fmt: skip
+    history = json.loads((tmp_path / "acrobot" / "history.json").read_text())
+    assert run.metrics["steps"] == 600 and run.config.n_envs == 3
+    assert [e[0] for e in history["evaluations"]] == [300, 600]
+    assert len(history["losses"]) == 600 // 12 - 100 // 12  # one per 12 transitions past 100
+    assert -500.0 <= run.metrics["mean_return"] <= 0.0

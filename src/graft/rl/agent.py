@@ -11,6 +11,8 @@ from graft._atomic import atomic_path
 from graft.rl.config import DQNConfig
 from graft.rl.envs import EnvInfo
 
+UNROLL = 16  # up to this many gradient steps per round are unrolled in the compiled graph
+
 
 def q_network(info: EnvInfo, hidden: tuple[int, ...], seed: int, name: str = "q_network"):
     """Observation in, one Q-value per action out (linear).
@@ -115,30 +117,45 @@ class DQNAgent:
         return np.where(explore, random_actions, greedy).astype(np.int64)
 
     # -- learning -------------------------------------------------------------------------
-    def _train_rounds(self, obs, actions, rewards, next_obs, terminated):
-        """``G`` gradient steps on ``(G, batch, ...)`` minibatches, in one graph."""
+    def _gradient_step(self, obs, actions, rewards, next_obs, terminated):
         import tensorflow as tf
 
-        cfg = self.config
-        losses = tf.TensorArray(tf.float32, size=tf.shape(actions)[0])
-        q_means = tf.TensorArray(tf.float32, size=tf.shape(actions)[0])
         variables = self.online.trainable_variables
-        for g in tf.range(tf.shape(actions)[0]):
-            o, a, r = obs[g], actions[g], rewards[g]
-            y = self.td_targets(r, next_obs[g], terminated[g])
-            with tf.GradientTape() as tape:
-                q = self.online(o, training=True)
-                q_taken = tf.gather(q, a, batch_dims=1)
-                error = y - q_taken  # Huber loss (delta 1), the mean over the batch
-                abs_error = tf.abs(error)
-                loss = tf.reduce_mean(
-                    tf.where(abs_error <= 1.0, 0.5 * tf.square(error), abs_error - 0.5)
-                )
-            grads = tape.gradient(loss, variables)
-            grads, _ = tf.clip_by_global_norm(grads, cfg.max_grad_norm)
-            self.optimizer.apply(grads, variables)
+        y = self.td_targets(rewards, next_obs, terminated)
+        with tf.GradientTape() as tape:
+            q_taken = tf.gather(self.online(obs, training=True), actions, batch_dims=1)
+            error = y - q_taken  # Huber loss (delta 1), the mean over the batch
+            abs_error = tf.abs(error)
+            loss = tf.reduce_mean(
+                tf.where(abs_error <= 1.0, 0.5 * tf.square(error), abs_error - 0.5)
+            )
+        grads = tape.gradient(loss, variables)
+        grads, _ = tf.clip_by_global_norm(grads, self.config.max_grad_norm)
+        self.optimizer.apply(grads, variables)
+        return loss, tf.reduce_mean(q_taken)
+
+    def _train_rounds(self, obs, actions, rewards, next_obs, terminated):
+        """``G`` gradient steps on ``(G, batch, ...)`` minibatches, in one graph: unrolled
+        when ``G`` is small (XLA fuses across steps), a loop otherwise."""
+        import tensorflow as tf
+
+        g_static = actions.shape[0]
+        if g_static is not None and g_static <= UNROLL:
+            results = [
+                self._gradient_step(obs[g], actions[g], rewards[g], next_obs[g], terminated[g])
+                for g in range(g_static)
+            ]
+            losses, q_means = zip(*results, strict=True)
+            return tf.reduce_mean(tf.stack(losses)), tf.reduce_mean(tf.stack(q_means))
+        count = tf.shape(actions)[0]
+        losses = tf.TensorArray(tf.float32, size=count)
+        q_means = tf.TensorArray(tf.float32, size=count)
+        for g in tf.range(count):
+            loss, q_mean = self._gradient_step(
+                obs[g], actions[g], rewards[g], next_obs[g], terminated[g]
+            )
             losses = losses.write(g, loss)
-            q_means = q_means.write(g, tf.reduce_mean(q_taken))
+            q_means = q_means.write(g, q_mean)
         return tf.reduce_mean(losses.stack()), tf.reduce_mean(q_means.stack())
 
     def td_targets(self, rewards, next_obs, terminated):

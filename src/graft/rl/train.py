@@ -200,6 +200,8 @@ def train(
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
     started = time.perf_counter() - progress.seconds
     n = config.n_envs
+    log_every = max(1, config.steps // 1000)
+    next_log = 0
     last_loss = None
     with writer.as_default():
         while progress.step < config.steps:
@@ -231,12 +233,14 @@ def train(
                 lr = agent.learning_rate
                 progress.losses.append([after, loss, q, lr])
                 last_loss = loss
-                tf.summary.scalar("train/loss", loss, step=after)
-                tf.summary.scalar("train/q_mean", q, step=after)
-                tf.summary.scalar("train/learning_rate", lr, step=after)
+                if after >= next_log:  # about 1,000 points per curve
+                    next_log = after + log_every
+                    tf.summary.scalar("train/loss", loss, step=after)
+                    tf.summary.scalar("train/q_mean", q, step=after)
+                    tf.summary.scalar("train/learning_rate", lr, step=after)
             if _crossed(before, after, config.target_update_interval):
                 agent.update_target()
-            if _crossed(before, after, max(1, config.steps // 200)):
+            if _crossed(before, after, log_every):
                 tf.summary.scalar("train/epsilon", epsilon, step=after)
             if _crossed(before, after, config.eval_every) or after >= config.steps:
                 returns = evaluate_policy(

@@ -76,14 +76,10 @@ def write_onnx(ex: Exportable, dest: Path, shape: tuple[int, ...]) -> None:
 class _Runner:
     """Q-values of a batch of observations from any artifact."""
 
-    def __init__(self, fmt: str, path: Path):
-        self.fmt = fmt
-        if fmt == "keras":
+    def __init__(self, fmt: str, path: Path, model=None):
+        if fmt == "keras":  # the module's model, already loaded
             import tensorflow as tf
 
-            from graft.module.io import load
-
-            model = load(path.parent).model
             call = tf.function(lambda x: model(x, training=False)["q_values"])
             self.run = lambda x: call(tf.constant(x, tf.float32)).numpy()
         elif fmt == "saved_model":
@@ -91,8 +87,10 @@ class _Runner:
 
             fn = tf.saved_model.load(str(path)).signatures["serving_default"]
             self.run = lambda x: fn(observation=tf.constant(x, tf.float32))["q_values"].numpy()
-        elif fmt == "tflite":
-            self.run = _tflite_q(path)
+        elif fmt == "tflite":  # the float (or dequantized) Q-values, not the int32 action
+            from graft.export import tflite
+
+            self.run = tflite.Runner(path, output=lambda o: o["dtype"] != np.int32)
         else:
             import onnxruntime as ort
 
@@ -106,42 +104,8 @@ class _Runner:
         return np.asarray(self.run(np.asarray(x, np.float32)), np.float32)
 
 
-def _tflite_q(path: Path):
-    """A TFLite policy's Q-values (the float or dequantized output, not the int32 action)."""
-    import os
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=os.cpu_count())
-    detail_in = it.get_input_details()[0]
-    outputs = it.get_output_details()
-    q = next(o for o in outputs if len(o["shape"]) == 2 and o["dtype"] != np.int32)
-    state = {"shape": None}
-
-    def run(x: np.ndarray) -> np.ndarray:
-        if state["shape"] != x.shape:
-            it.resize_tensor_input(detail_in["index"], list(x.shape))
-            it.allocate_tensors()
-            state["shape"] = x.shape
-        value = x
-        if detail_in["dtype"] in (np.int8, np.uint8):
-            scale, zero = detail_in["quantization"]
-            info = np.iinfo(detail_in["dtype"])
-            value = np.clip(np.round(x / scale + zero), info.min, info.max)
-        it.set_tensor(detail_in["index"], value.astype(detail_in["dtype"]))
-        it.invoke()
-        out = it.get_tensor(q["index"])
-        if out.dtype != np.float32:
-            scale, zero = q["quantization"]
-            out = (out.astype(np.float32) - zero) * scale
-        return out.copy()
-
-    return run
-
-
 def measure(fmt, quant, path, runner, observations, reference_q, env_id, reference_return):
-    from graft.rl.play import FINAL_SEEDS
-    from graft.rl.train import evaluate_policy
+    from graft.rl.train import FINAL_SEEDS, evaluate_policy
 
     q = np.concatenate([runner(observations[i : i + 64]) for i in range(0, len(observations), 64)])
     returns = evaluate_policy(runner, env_id, EPISODES, FINAL_SEEDS)
@@ -186,7 +150,7 @@ def export_into(tmp: Path, module_dir: Path, plan, int8_io: str, allow_float_fal
     env_id = manifest.inputs.environment
     ex = exportable(module_dir)
     observations = observations_of(module_dir).astype(np.float32)
-    keras_runner = _Runner("keras", module_dir / "model.keras")
+    keras_runner = _Runner("keras", module_dir / "model.keras", ex.raw)
     reference_q = keras_runner(observations)
     rows = [
         measure(

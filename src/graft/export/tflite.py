@@ -122,14 +122,16 @@ class Runner:
 
     takes_raw = False
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, output=None) -> None:
         import os
 
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
         self.inputs = self.interpreter.get_input_details()
-        self.output = self.interpreter.get_output_details()[0]
+        outputs = self.interpreter.get_output_details()
+        # ``output``: picks the returned output from its details (default: the first)
+        self.output = next(o for o in outputs if output(o)) if output else outputs[0]
         self._shapes = None
 
     def _by_name(self, batch) -> list[tuple[dict, np.ndarray]]:

@@ -230,6 +230,11 @@ class DQNAgent:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
 
+    def set_online_weights(self, weights: list) -> None:
+        """Puts ``weights`` (``online.get_weights()`` order) into the online network."""
+        self.online.set_weights(weights)
+        self._numpy_layers = None
+
     def load(self, path: str | Path) -> None:
         with np.load(path, allow_pickle=False) as data:
             for prefix, variables in (

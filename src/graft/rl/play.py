@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from graft.errors import InvalidArgumentError, received
-
-FINAL_SEEDS = 2_000_000
+from graft.rl.train import FINAL_SEEDS
 
 
 def _q_function(model):

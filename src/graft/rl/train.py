@@ -322,8 +322,7 @@ def _finish(out, config, info, agent, buffer, rng, progress, best_weights) -> RL
     from graft.training.loop import write_json
 
     final_eval = progress.evaluations[-1] if progress.evaluations else None
-    agent.online.set_weights(best_weights)
-    agent._numpy_layers = None
+    agent.set_online_weights(best_weights)
     returns = evaluate_policy(
         agent.q_values, config.env_id, config.final_eval_episodes, FINAL_SEEDS
     )

@@ -20,6 +20,7 @@ __all__ = [
     "ensemble",
     "errors",
     "evaluate",
+    "explain",
     "export",
     "load",
     "models",
@@ -60,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from graft.evaluation.classifier import evaluate
 
         return evaluate
+    if name == "explain":
+        from graft.explanation.api import explain
+
+        return explain
     if name == "export":
         return importlib.import_module("graft.export")  # a callable module: graft.export(...)
     if name in ("models", "module", "errors", "config", "handles", "data"):

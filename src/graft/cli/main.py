@@ -10,6 +10,7 @@ from graft import __version__
 from graft.cli import (
     cache,
     ensemble,
+    explain,
     export,
     hub,
     models,
@@ -41,6 +42,7 @@ app.command("tune")(tune.tune)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
 app.command("ensemble")(ensemble.ensemble)
+app.command("explain")(explain.explain)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
 app.command("register")(registry.register)

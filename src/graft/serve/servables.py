@@ -226,8 +226,10 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
         )
 
     size = tuple(manifest.inputs.size)
+    from graft._engines import core_engine
+
     core = core_of(loaded.model, kind, manifest.inputs.encoded, size)
-    engine = _image_engine(core, manifest, runtime)
+    engine = core_engine(core, manifest, runtime)
 
     def run(batch):
         return finish(engine(batch["inputs"]))
@@ -276,24 +278,6 @@ def _policy(model, manifest) -> Servable:
         {"serving_default": sig},
         warmup=lambda: run({"observation": np.zeros((1, *shape), np.float32)}),
     )
-
-
-def _image_engine(core, manifest, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
-    if runtime in ("auto", "tflite"):
-        from graft._engines import TFLiteEngine, tflite_file
-
-        try:
-            key = manifest.files["model.keras"].sha256 + "-core"
-            return TFLiteEngine(tflite_file(core, key))
-        except Exception as exc:
-            if runtime == "tflite":
-                raise
-            log.warning("TFLite conversion failed (%s); serving with Keras", exc)
-    import tensorflow as tf
-
-    h, w = manifest.inputs.size
-    call = tf.function(core, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
-    return lambda batch: call(tf.constant(batch, tf.float32)).numpy()
 
 
 def _tensor_info(name: str, proto) -> TensorInfo:

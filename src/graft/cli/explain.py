@@ -48,6 +48,10 @@ def explain(
     max_evals: Annotated[
         int | None, typer.Option(help="SHAP: model evaluations per input (300 images, 200 texts).")
     ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Grad-CAM: a layer of the backbone (default: its last 4-D one)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Explain why a classifier predicts what it does: where an image model looked, which
@@ -58,7 +62,14 @@ def explain(
     import graft
 
     results = graft.explain(
-        module, inputs, out=out, method=method, label=label, check=check, max_evals=max_evals
+        module,
+        inputs,
+        out=out,
+        method=method,
+        label=label,
+        check=check,
+        max_evals=max_evals,
+        layer=layer,
     )
     for skipped in results.skipped:
         err_console.print(

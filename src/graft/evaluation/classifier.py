@@ -50,6 +50,7 @@ def evaluate(
         0.95
     """
     from graft.evaluation.report import write_report
+    from graft.explanation.report import explain_misclassified
     from graft.inference import load_classifier, predict_probs
 
     model = load_classifier(module_dir, "evaluate")
@@ -73,6 +74,10 @@ def evaluate(
     y_true = [labels.index(data.class_names[i]) for i in data.labels]
     probs_array = predict_probs(model, data.kind, data.items)
     out = Path(out or f"eval/{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    size = tuple(manifest.inputs.size) if data.kind == "image" else None
+    explanations = explain_misclassified(
+        model, data.kind, size, data.items, y_true, probs_array, labels
+    )
     return write_report(
         out,
         kind=data.kind,
@@ -83,4 +88,5 @@ def evaluate(
         title=f"Evaluation of {manifest.name} on {data.source}",
         skipped=data.skipped,
         summary={"module": str(module_dir), "data": data.source},
+        explanations=explanations,
     )

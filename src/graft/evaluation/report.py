@@ -81,6 +81,7 @@ def write_report(
     folds: dict | None = None,
     selection: dict | None = None,
     members: Sequence[dict] | None = None,
+    explanations: tuple[dict[str, dict], str] | None = None,
 ) -> EvalReport:
     """Computes metrics and writes every evaluation file into ``directory``.
 
@@ -102,6 +103,8 @@ def write_report(
         members: an ensemble's comparison rows (``name``, ``role``: member, ensemble or
             reference, ``features``, ``head``, ``oof_accuracy``, ``test_accuracy``), shown as a
             table and kept in metrics.json.
+        explanations: ``({item: {"overlay": base64 PNG} or {"html": ...}}, note)`` for
+            misclassified examples (``graft.explanation.report.explain_misclassified``).
 
     Returns:
         The metrics and the folder.
@@ -161,9 +164,11 @@ def write_report(
 
     wrong = [r for r in rows if r["true"] != r["predicted"]]
     shown = wrong[:MAX_THUMBNAILS]
-    if kind == "image":
-        for r in shown:
+    explained, explain_note = explanations or ({}, "")
+    for r in shown:
+        if kind == "image":
             r["thumbnail"] = _thumbnail(r["item"])
+        r["explanation"] = explained.get(r["item"], {})
     html = (
         _environment()
         .get_template("report.html.j2")
@@ -175,6 +180,7 @@ def write_report(
             images=images,
             misclassified=shown,
             misclassified_total=len(wrong),
+            explain_note=explain_note,
             skipped=list(skipped),
             class_names=names,
             confusion=list(zip(names, metrics["confusion_matrix"], strict=True)),

@@ -87,6 +87,7 @@ def explain(
     label: str | None = None,
     check: bool = False,
     max_evals: int | None = None,
+    layer: str | None = None,
     runtime: str = "auto",
 ) -> Explanations:
     """Explains a classifier module's predictions on image files or texts.
@@ -104,6 +105,7 @@ def explain(
         label: the class to explain for every input (default: each input's predicted class).
         check: also run the deletion check (``Explanations.check``).
         max_evals: SHAP's model evaluations per input (default 300 for images, 200 for texts).
+        layer: Grad-CAM's layer of the backbone (default: its last convolutional block).
         runtime: how images run for SHAP and the check: ``auto``/``tflite``/``keras``.
 
     Returns:
@@ -147,7 +149,11 @@ def explain(
             + f". The module takes {kind} input. {received(inputs=list(inputs)[:5])}"
         )
     size = tuple(manifest.inputs.size) if kind == "image" else None
-    explainer = Explainer(model, kind, size)
+    if layer is not None and method != "gradcam":
+        raise InvalidArgumentError(
+            f"layer applies to Grad-CAM only (method='gradcam'). {received(layer=layer)}"
+        )
+    explainer = Explainer(model, kind, size, layer=layer)
     if kind == "image" and (method == "shap" or check):
         explainer._engine = core_engine(explainer.parts.core, manifest, runtime)
     results = run(explainer, items, labels, method, label=label, max_evals=max_evals)

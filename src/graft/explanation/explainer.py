@@ -43,10 +43,19 @@ class Explainer:
         size: the module's image size (images).
         engine: a faster function of float images -> probabilities (``_engines.core_engine``);
             by default the Keras core.
+        layer: Grad-CAM's layer in the backbone (default: the last 4-D one).
     """
 
-    def __init__(self, model, kind: str, size=None, engine: Callable | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        kind: str,
+        size=None,
+        engine: Callable | None = None,
+        layer: str | None = None,
+    ) -> None:
         self.model = model
+        self.layer = layer
         self.kind = kind
         self.size = tuple(size) if size else None
         self._engine = engine
@@ -89,7 +98,7 @@ class Explainer:
             from graft.explanation.gradcam import GradCam, upsample
 
             if self._gradcam is None:
-                self._gradcam = GradCam(self.parts)
+                self._gradcam = GradCam(self.parts, self.layer)
             maps, _ = self._gradcam(inputs, targets)
             return list(upsample(maps, self.size))
         from graft.explanation import shapley

@@ -84,7 +84,8 @@ def _takes_training(layer) -> bool:
 
 
 class GradCam:
-    """Class activation maps of an image classifier, at the last convolutional block's grid.
+    """Class activation maps of an image classifier, at the grid of the backbone's last
+    convolutional block (or of ``layer``, any 4-D layer of the backbone).
 
     Example:
         >>> cam = GradCam(split_classifier(model, (224, 224)))  # doctest: +SKIP
@@ -93,7 +94,9 @@ class GradCam:
         (2, 7, 7)
     """
 
-    def __init__(self, parts: ClassifierParts, batch_size: int = 16) -> None:
+    def __init__(
+        self, parts: ClassifierParts, layer: str | None = None, batch_size: int = 16
+    ) -> None:
         import keras
 
         if parts.backbone is None:
@@ -103,7 +106,7 @@ class GradCam:
                 f"which explains any image model. {received(method='gradcam')}"
             )
         self.parts = parts
-        self.layer = last_conv_layer(parts.backbone)
+        self.layer = last_conv_layer(parts.backbone) if layer is None else _layer(parts, layer)
         self.batch_size = batch_size
         self._model = keras.Model(
             parts.backbone.inputs, [self.layer.output, parts.backbone.outputs[0]]
@@ -141,6 +144,21 @@ class GradCam:
         peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
         cam = np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
         return cam.astype(np.float32), tf.nn.softmax(logits).numpy()
+
+
+def _layer(parts: ClassifierParts, name: str):
+    names = [
+        layer.name
+        for layer in parts.backbone.layers
+        if len(getattr(layer.output, "shape", ())) == 4
+    ]
+    if name not in names:
+        raise InvalidArgumentError(
+            f"Grad-CAM's layer must be a layer of the backbone with a 4-D output; the backbone "
+            f"{parts.backbone.name} has {len(names)}, the last ones {names[-5:]}. "
+            f"{received(layer=name)}"
+        )
+    return parts.backbone.get_layer(name)
 
 
 def upsample(maps: np.ndarray, size) -> np.ndarray:

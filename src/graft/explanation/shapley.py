@@ -133,8 +133,6 @@ def explain_images(
             return probabilities(np.asarray(batch, np.float32))[:, [target]]
 
         explainer = shap.explainers.Partition(f, masker)
-        result = explainer(
-            image[None], max_evals=max_evals, batch_size=batch_size, silent=True
-        )
+        result = explainer(image[None], max_evals=max_evals, batch_size=batch_size, silent=True)
         maps.append(np.asarray(result.values[0])[..., 0].sum(axis=-1))
     return np.stack(maps).astype(np.float32)

@@ -381,6 +381,7 @@ def _finish(
 ) -> Run:
     """Writes the report, the module and run.json of a finished run."""
     from graft.evaluation.report import write_report
+    from graft.explanation.report import explain_misclassified
     from graft.module.io import save, verify
     from graft.module.manifest import InputSpec, Manifest, OutputSpec, Provenance
     from graft.training.assemble import serving_model
@@ -421,6 +422,10 @@ def _finish(
             f"during {'fine-tuning' if fine_tuning else 'head training'}; "
             + ", ".join(f"{k} {v['sparsity']:.1%} of {v['params']:,}" for k, v in pruned.items())
         )
+    model = serving_model(fit.backbone, fit.head, kind, size)
+    started = time.perf_counter()
+    explanations = explain_misclassified(model, kind, size, items, y_true, probs, names)
+    timings["explain_s"] = round(time.perf_counter() - started, 3)
     evaluation = write_report(
         out,
         kind=kind,
@@ -434,6 +439,7 @@ def _finish(
         summary=summary,
         folds=folds,
         selection=fit.selection,
+        explanations=explanations,
     )
     metrics = evaluation.metrics
     headline = {"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
@@ -469,9 +475,7 @@ def _finish(
         metrics=headline,
         tags=("graft-train", kind),
     )
-    save(
-        serving_model(fit.backbone, fit.head, kind, size), out / "module", manifest, overwrite=True
-    )
+    save(model, out / "module", manifest, overwrite=True)
     run_json = {"metrics": headline, "timings": timings, "selection": fit.selection}
     if folds:
         run_json["folds"] = folds

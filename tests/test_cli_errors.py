@@ -192,3 +192,20 @@ def test_image_backbone_on_texts_names_the_kind_and_writes_nothing(files, tmp_pa
     line = one_line_error(out, "takes image input but the data is text")
     assert line.endswith("data_kind='text'") and len(line) < 300
     assert not (tmp_path / "r").exists()  # no half-made run folder
+
+
+def test_explain_bad_class_method_and_inputs(files, tmp_path):
+    image = next((files["images"] / "0").glob("*.png"))
+    code, out = invoke("explain", files["run"], image, "--class", "seven", "--out", tmp_path / "o")
+    assert code == 1
+    one_line_error(out, "one of the module's labels", "Received: label='seven'")
+    code, out = invoke("explain", files["run"], image, "--method", "lime")
+    assert code == 1
+    one_line_error(out, "auto, gradcam, shap", "Received: method='lime'")
+    code, out = invoke("explain", files["run"], files["not_image"], "--out", tmp_path / "o")
+    assert code == 1
+    one_line_error(out, "None of the inputs can be explained", "notes.png")
+    assert not (tmp_path / "o").exists()  # nothing written for a refused request
+    code, out = invoke("explain", files["run"], image, "--out", tmp_path / "ok", "--check")
+    assert code == 0, out
+    assert "Deletion check on 1 inputs" in out and (tmp_path / "ok" / "index.html").is_file()

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/explain.py
 
-- Time per explanation, warm (the model loaded, SHAP's first call done): Grad-CAM and SHAP
+- Time per explanation, warm (the model loaded, SHAP's first call done): Grad-CAM, HiResCAM and SHAP
   (Partition, 300 evaluations) on the EfficientNet-Lite0 digits module (``make demo``'s), and
   SHAP (200 evaluations) on a MiniLM text classifier (planted-keyword texts, trained here).
-- Faithfulness: the deletion check of each on the test split (Grad-CAM: all of it; SHAP: the
+- Faithfulness: the deletion check of each on the test split (the CAMs: all of it; SHAP: the
   first 20 inputs), against random hiding in the same run.
 - The report's overhead: a cached-features digits run's ``explain_s`` (its first 12
   misclassified test examples explained) against the run's wall time.
@@ -74,11 +74,16 @@ def main() -> None:
     _, t = _timed(graft.explain, module, items[:32])
     gradcam_s = t / 32
     cam, t_check = _timed(graft.explain, module, items, check=True)
+    graft.explain(module, items[:2], method="hirescam")
+    _, t = _timed(graft.explain, module, items[:32], method="hirescam")
+    hires_s = t / 32
+    hires = graft.explain(module, items, method="hirescam", check=True)
     graft.explain(module, items[:1], method="shap", max_evals=300)  # SHAP's first call
     _, t = _timed(graft.explain, module, items[:5], method="shap", max_evals=300)
     shap_image_s = t / 5
     shap_img = graft.explain(module, items[:20], method="shap", max_evals=300, check=True)
     rows.append(("Lite0 digits (224x224)", "Grad-CAM, last block", gradcam_s, cam.check))
+    rows.append(("Lite0 digits (224x224)", "HiResCAM, stage before", hires_s, hires.check))
     rows.append(("Lite0 digits (224x224)", "SHAP, 300 evaluations", shap_image_s, shap_img.check))
 
     text_run = WORK / "planted-run"

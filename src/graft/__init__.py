@@ -27,6 +27,7 @@ __all__ = [
     "module",
     "predict",
     "train",
+    "train_tasks",
     "tune",
     "__version__",
 ]
@@ -45,6 +46,10 @@ def __getattr__(name: str) -> Any:
         from graft.training.run import train
 
         return train
+    if name == "train_tasks":
+        from graft.training.multitask import train_tasks
+
+        return train_tasks
     if name == "tune":
         from graft.training.tune import tune
 

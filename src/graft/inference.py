@@ -6,7 +6,7 @@ Shared by training (the test split), evaluation and the CLI; depends on no train
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +23,33 @@ class Prediction:
     label: str
     probability: float
     top_k: tuple[tuple[str, float], ...]
+    # A multi-task module: per task, its own Prediction (label, probability, top_k); the
+    # fields above are then the first task's.
+    tasks: dict = field(default_factory=dict)
 
 
-def predict_probs(model, kind: str, items: Sequence[str], chunk: int = 64) -> np.ndarray:
-    """Runs a raw-input module model (image bytes or strings in) on files or texts."""
+def predict_probs(model, kind: str, items: Sequence[str], chunk: int = 64):
+    """Runs a raw-input module model (image bytes or strings in) on files or texts.
+
+    Returns:
+        ``(n, classes)`` probabilities, or for a multi-task module ``{task: (n, classes)}``.
+    """
     import tensorflow as tf
 
     from graft.data.images import read_inputs
 
-    probs = [
-        np.asarray(
-            model.predict(
-                tf.constant(read_inputs(kind, items[i : i + chunk])), verbose=0, batch_size=32
-            )
+    parts = [
+        model.predict(
+            tf.constant(read_inputs(kind, items[i : i + chunk])), verbose=0, batch_size=32
         )
         for i in range(0, len(items), chunk)
     ]
+    if isinstance(model.output, dict):
+        names = list(model.output)
+        if not parts:
+            return {n: np.zeros((0, model.output[n].shape[-1]), np.float32) for n in names}
+        return {n: np.concatenate([np.asarray(p[n]) for p in parts]) for n in names}
+    probs = [np.asarray(p) for p in parts]
     return np.concatenate(probs) if probs else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
@@ -116,11 +127,25 @@ def predict(module: str | Path, inputs: Sequence[str], top_k: int = 3) -> Predic
             f"(jpg, png, bmp, gif, webp, tiff). {received(inputs=[str(i) for i in inputs][:5])}"
         )
     probs = predict_probs(model, kind, items)
-    k = max(1, min(top_k, probs.shape[1]))
+    heads = model.graft_manifest.heads
     results = Predictions()
+    if heads:
+        per_task = {h.name: _rows(items, probs[h.name], h.labels, top_k) for h in heads}
+        for i, item in enumerate(items):
+            tasks = {name: rows[i] for name, rows in per_task.items()}
+            first = tasks[heads[0].name]
+            results.append(Prediction(item, first.label, first.probability, first.top_k, tasks))
+    else:
+        results.extend(_rows(items, probs, labels, top_k))
+    results.skipped = skipped
+    return results
+
+
+def _rows(items, probs: np.ndarray, labels, top_k: int) -> list[Prediction]:
+    k = max(1, min(top_k, probs.shape[1]))
+    out = []
     for item, row in zip(items, probs, strict=True):
         order = np.argsort(-row)[:k]
         named = tuple((labels[i] if i < len(labels) else str(i), float(row[i])) for i in order)
-        results.append(Prediction(item, named[0][0], named[0][1], named))
-    results.skipped = skipped
-    return results
+        out.append(Prediction(item, named[0][0], named[0][1], named))
+    return out

@@ -40,6 +40,15 @@ def test_gradcam_is_more_faithful_than_random_on_digits(digits_run):
     assert check.score_win_rate >= 0.6 and check.win_rate >= 0.6
 
 
+def test_hirescam_deletion_score_beats_random_on_most_digits(digits_run):
+    items = _test_items(digits_run, 50)
+    results = graft.explain(digits_run.directory, items, method="hirescam", check=True)
+    assert results[0].method == "hirescam" and results[0].attribution.shape == (224, 224)
+    # One stage earlier (14x14) and without Grad-CAM's averaged gradient: measured 43 of 50
+    # (86%), deletion score 0.499 against 0.714.
+    assert results.check.score_win_rate >= 0.8
+
+
 def test_shap_on_images_adds_up_to_the_probability_change(digits_run):
     items = _test_items(digits_run, 1)
     results = graft.explain(digits_run.directory, items, method="shap", max_evals=60)
@@ -116,7 +125,9 @@ def test_bad_requests_say_what_is_accepted(digits_run, tmp_path):
         InvalidArgumentError, match=r"one of the module's labels.*Received: label='cat'"
     ):
         graft.explain(digits_run.directory, items, label="cat")
-    with pytest.raises(InvalidArgumentError, match=r"auto, gradcam, shap.*Received: method='lime'"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"auto, gradcam, hirescam, shap.*Received: method='lime'"
+    ):
         graft.explain(digits_run.directory, items, method="lime")
     with pytest.raises(InvalidArgumentError, match=r"4-D output.*Received: layer='avg_pool'"):
         graft.explain(digits_run.directory, items, layer="avg_pool")

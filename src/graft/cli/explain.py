@@ -29,7 +29,7 @@ def explain(
     ] = Path("explanations"),
     method: Annotated[
         str,
-        typer.Option(help="auto (Grad-CAM for images, SHAP for texts), gradcam or shap."),
+        typer.Option(help="auto (Grad-CAM for images, SHAP for texts), gradcam, hirescam or shap."),
     ] = "auto",
     label: Annotated[
         str | None,
@@ -50,7 +50,10 @@ def explain(
     ] = None,
     layer: Annotated[
         str | None,
-        typer.Option(help="Grad-CAM: a layer of the backbone (default: its last 4-D one)."),
+        typer.Option(
+            help="Grad-CAM/HiResCAM: a layer of the backbone (default: its last 4-D one; "
+            "HiResCAM: the end of the stage before)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:

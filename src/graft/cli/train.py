@@ -12,7 +12,6 @@ from rich.table import Table
 from graft.cli._common import (
     MODULE_HELP,
     Alias,
-    LabelColumn,
     Register,
     SplitColumn,
     TextColumn,
@@ -79,7 +78,21 @@ def train(
         typer.Option(help="auto (balanced when classes differ by more than 3x), balanced, none."),
     ] = "auto",
     text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    label_column: Annotated[
+        list[str],
+        typer.Option(
+            help="Label column of a table; repeat it for several tasks on one backbone "
+            "(--label-column topic --label-column sentiment; empty cells are unknown)."
+        ),
+    ] = ["label"],  # noqa: B006 (typer reads the default; it is never mutated)
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Images, several tasks: a CSV with a 'file' column (relative to DATA) and one "
+            "column per task; empty cells are unknown.",
+        ),
+    ] = None,
     split_column: SplitColumn = None,
     augment: Annotated[
         str,
@@ -127,6 +140,32 @@ def train(
     """
     import graft
 
+    if len(label_column) > 1 or labels is not None:
+        single_only = {
+            "--fine-tune-blocks": fine_tune_blocks,
+            "--fine-tune-layers": fine_tune_layers,
+            "--folds": folds,
+            "--unlabeled": unlabeled,
+            "--split-column": split_column,
+            "--hidden-units": hidden_units,
+            "--prune-sparsity": prune_sparsity,
+            "--resume": resume,
+            "--track": track or tracking_uri,
+            "--register": register,
+            "--head sgd": head == "sgd",
+        }
+        used = [name for name, value in single_only.items() if value]
+        if used:
+            from graft.errors import InvalidArgumentError, received
+
+            raise InvalidArgumentError(
+                "Multi-task training fits one convex head per task on the shared features; "
+                f"these options are single-task only: {', '.join(used)}. "
+                f"{received(options=used)}"
+            )
+        _train_tasks(data, model, out, label_column, labels, text_column, class_weight, seed)
+        return
+    (label_column,) = label_column
     tracker = start_tracking(tracking_uri, track, tracking_optional, register, alias)
     splits = load_splits(
         data,
@@ -206,6 +245,57 @@ def train(
     finish_tracking(tracker, run.directory, register, alias)
 
 
+def _train_tasks(data, model, out, label_columns, labels, text_column, class_weight, seed):
+    import graft
+
+    with stage_progress() as (progress, _):
+        run = graft.train_tasks(
+            data,
+            model,
+            out=out,
+            label_columns=label_columns,
+            labels=labels,
+            text_column=text_column,
+            class_weight=class_weight,
+            seed=seed,
+            progress=progress,
+        )
+    table = Table(
+        "task",
+        "classes",
+        "test accuracy",
+        "macro F1",
+        "test examples",
+        title=f"Run {run.directory}",
+    )
+    for task in run.tasks:
+        m = run.metrics[task]
+        table.add_row(
+            task,
+            str(len(run.class_names[task])),
+            f"{m['accuracy']:.4f}",
+            f"{m['macro_f1']:.4f}",
+            str(m["examples"]),
+        )
+    print_table(table)
+    console.print(
+        f"Features: one pass, {run.timings['features_s']:.1f}s; heads "
+        f"{run.timings['heads_s']:.1f}s (one convex head per task, L2 strength by 5-fold "
+        "cross-validation; a missing label leaves that example out of that task only)",
+        highlight=False,
+    )
+    console.print(f"Module: {run.module_dir}")
+    console.print(f"Report: {run.report}")
+
+
+def _prediction_json(r) -> dict:
+    return {
+        "label": r.label,
+        "probability": round(r.probability, 6),
+        "top_k": [{"label": lab, "probability": round(p, 6)} for lab, p in r.top_k],
+    }
+
+
 def _print_metrics(metrics: dict, title: str) -> None:
     table = Table(title=title, show_header=False)
     table.add_row("accuracy", f"{metrics['accuracy']:.4f}")
@@ -266,16 +356,18 @@ def predict(
         )
     if as_json:
         for r in results:
-            typer.echo(
-                json.dumps(
-                    {
-                        "input": r.item,
-                        "label": r.label,
-                        "probability": round(r.probability, 6),
-                        "top_k": [{"label": lab, "probability": round(p, 6)} for lab, p in r.top_k],
-                    }
-                )
-            )
+            line = {"input": r.item, **_prediction_json(r)}
+            if r.tasks:
+                line["tasks"] = {name: _prediction_json(t) for name, t in r.tasks.items()}
+            typer.echo(json.dumps(line))
+        return
+    if results and results[0].tasks:
+        tasks = list(results[0].tasks)
+        table = Table("input", *tasks)
+        for r in results:
+            cells = [", ".join(f"{lab} ({p:.3f})" for lab, p in r.tasks[t].top_k) for t in tasks]
+            table.add_row(r.item, *cells)
+        print_table(table)
         return
     table = Table("input", "label", "probability", *(["top-k"] if top_k > 1 else []))
     for r in results:

@@ -10,7 +10,8 @@ import numpy as np
 
 from graft.errors import InvalidArgumentError, received
 
-METHODS = ("auto", "gradcam", "shap")
+METHODS = ("auto", "gradcam", "hirescam", "shap")
+CAM_METHODS = ("gradcam", "hirescam")
 
 
 def check_method(method: str, kind: str) -> str:
@@ -26,10 +27,10 @@ def check_method(method: str, kind: str) -> str:
         )
     if method == "auto":
         return "gradcam" if kind == "image" else "shap"
-    if method == "gradcam" and kind != "image":
+    if method in CAM_METHODS and kind != "image":
         raise InvalidArgumentError(
-            "Grad-CAM explains convolutional image models; for a text model use method='shap' "
-            f"(per-word attributions). {received(method=method)}"
+            "Grad-CAM and HiResCAM explain convolutional image models; for a text model use "
+            f"method='shap' (per-word attributions). {received(method=method)}"
         )
     return method
 
@@ -94,11 +95,12 @@ class Explainer:
     ) -> list:
         """Per input: an ``(h, w)`` map (images, at the module's input size) or ``(spans,
         values)`` per word (texts)."""
-        if method == "gradcam":
+        if method in CAM_METHODS:
             from graft.explanation.gradcam import GradCam, upsample
 
-            if self._gradcam is None:
-                self._gradcam = GradCam(self.parts, self.layer)
+            hires = method == "hirescam"
+            if self._gradcam is None or self._gradcam.hires != hires:
+                self._gradcam = GradCam(self.parts, self.layer, hires=hires)
             maps, _ = self._gradcam(inputs, targets)
             return list(upsample(maps, self.size))
         from graft.explanation import shapley

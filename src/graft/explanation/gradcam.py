@@ -61,6 +61,19 @@ def last_conv_layer(backbone):
     return None
 
 
+def finer_conv_layer(backbone):
+    """The last 4-D layer whose grid is finer than the last one's (the end of the previous
+    stage: Lite0's ``block5c_add`` at 14x14 before its 7x7 top), or the last 4-D layer."""
+    last = last_conv_layer(backbone)
+    if last is None:
+        return None
+    for layer in reversed(backbone.layers):
+        shape = getattr(layer.output, "shape", None)
+        if shape is not None and len(shape) == 4 and shape[1] and shape[1] > last.output.shape[1]:
+            return layer
+    return last
+
+
 def head_logits(head, features):
     """The head's output before its final softmax: the head's layers run in order (graft's heads
     are chains), the last Dense layer as ``x @ kernel + bias``."""
@@ -87,6 +100,11 @@ class GradCam:
     """Class activation maps of an image classifier, at the grid of the backbone's last
     convolutional block (or of ``layer``, any 4-D layer of the backbone).
 
+    With ``hires=True`` it is HiResCAM (Draelos and Carin, 2020): the gradient times the
+    activation summed over channels at each location, without Grad-CAM's spatial averaging of
+    the gradient, by default one stage earlier (``finer_conv_layer``), where locations see
+    smaller parts of the image.
+
     Example:
         >>> cam = GradCam(split_classifier(model, (224, 224)))  # doctest: +SKIP
         >>> maps, probs = cam(images, targets=[3, 7])  # doctest: +SKIP
@@ -95,7 +113,11 @@ class GradCam:
     """
 
     def __init__(
-        self, parts: ClassifierParts, layer: str | None = None, batch_size: int = 16
+        self,
+        parts: ClassifierParts,
+        layer: str | None = None,
+        batch_size: int = 16,
+        hires: bool = False,
     ) -> None:
         import keras
 
@@ -106,7 +128,13 @@ class GradCam:
                 f"which explains any image model. {received(method='gradcam')}"
             )
         self.parts = parts
-        self.layer = last_conv_layer(parts.backbone) if layer is None else _layer(parts, layer)
+        self.hires = hires
+        if layer is not None:
+            self.layer = _layer(parts, layer)
+        elif hires:
+            self.layer = finer_conv_layer(parts.backbone)
+        else:
+            self.layer = last_conv_layer(parts.backbone)
         self.batch_size = batch_size
         self._model = keras.Model(
             parts.backbone.inputs, [self.layer.output, parts.backbone.outputs[0]]
@@ -139,7 +167,7 @@ class GradCam:
             logits = head_logits(self.parts.head, features)
             chosen = tf.gather(logits, targets, axis=1, batch_dims=1)
         grads = tape.gradient(chosen, activations)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        weights = grads if self.hires else tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)).numpy()
         peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
         cam = np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)

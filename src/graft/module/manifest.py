@@ -57,6 +57,13 @@ class OutputSpec(_Frozen):
     dim: int = Field(gt=0)
 
 
+class HeadSpec(_Frozen):
+    """One task of a multi-task classifier: the name of its output and its labels."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    labels: tuple[str, ...]
+
+
 class Provenance(_Frozen):
     """Where the weights came from and how they were turned into this module."""
 
@@ -106,6 +113,9 @@ class Manifest(_Frozen):
     params: int | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     groups: tuple[LayerGroup, ...] = ()
+    # A multi-task classifier: one output per head, named by the head (its model returns a
+    # dict); ``labels`` and ``outputs`` then describe the first head.
+    heads: tuple[HeadSpec, ...] | None = None
     tags: tuple[str, ...] = ()
     files: dict[str, FileEntry] = Field(default_factory=dict)
 

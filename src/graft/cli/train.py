@@ -313,6 +313,13 @@ def evaluate(
     module: Annotated[str, typer.Argument(help=MODULE_HELP)],
     data: Annotated[Path, typer.Argument(help="Labelled data: a folder or a .csv/.tsv/.jsonl.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder.")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="Multi-task images: the labels CSV (file + one column per task)."
+        ),
+    ] = None,
+    text_column: TextColumn = "text",
     track: TrackOption = False,
     tracking_uri: TrackingUri = None,
     tracking_optional: TrackingOptional = False,
@@ -324,8 +331,14 @@ def evaluate(
     import graft
 
     tracker = start_tracking(tracking_uri, track, tracking_optional)
-    report = graft.evaluate(module, data, out=out)
-    _print_metrics(report.metrics, f"Evaluation of {module}")
+    report = graft.evaluate(module, data, out=out, labels=labels, text_column=text_column)
+    if "tasks" in report.metrics:
+        table = Table("task", "accuracy", "macro F1", "examples", title=f"Evaluation of {module}")
+        for task, m in report.metrics["tasks"].items():
+            table.add_row(task, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", str(m["examples"]))
+        print_table(table)
+    else:
+        _print_metrics(report.metrics, f"Evaluation of {module}")
     console.print(f"Report: {report.html}")
     if tracker is not None:
         params = {"module": str(module), "data": Path(data).name}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def evaluate(
     data: str | Path | LabeledData | DataSplits,
     *,
     out: str | Path | None = None,
+    labels: str | Path | None = None,
+    text_column: str = "text",
 ):
     """Evaluates a classifier module and writes the full report.
 
@@ -37,6 +40,9 @@ def evaluate(
         data: labelled examples (a folder, a .csv/.tsv/.jsonl, or graft data; for
             ``DataSplits`` the test split). Class names must be among the module's labels.
         out: where to write (default ``eval/<module name>-<time>``).
+        labels: a multi-task image module: the labels CSV of ``data`` (a ``file`` column and
+            one column per task). A multi-task text module reads its tasks' columns from the
+            table (``text_column`` holds the text).
 
     Returns:
         An ``EvalReport``.
@@ -55,6 +61,8 @@ def evaluate(
 
     model = load_classifier(module_dir, "evaluate")
     manifest = model.graft_manifest
+    if manifest.heads:
+        return _evaluate_tasks(model, module_dir, data, out, labels, text_column)
     if isinstance(data, DataSplits):
         data = data.test
     elif not isinstance(data, LabeledData):
@@ -90,3 +98,69 @@ def evaluate(
         summary={"module": str(module_dir), "data": data.source},
         explanations=explanations,
     )
+
+
+def _evaluate_tasks(model, module_dir, data, out, labels, text_column):
+    """Every task of a multi-task module: a report per task under ``tasks/`` and an overview."""
+    from graft.data.tasks import TaskData, read_image_labels, read_task_table
+    from graft.evaluation.report import EvalReport, _write_text, write_report
+    from graft.inference import predict_probs
+    from graft.training.multitask import write_overview
+
+    manifest = model.graft_manifest
+    heads = {h.name: list(h.labels) for h in manifest.heads}
+    kind = manifest.inputs.kind
+    if kind == "image":
+        if labels is None:
+            raise InvalidArgumentError(
+                f"{manifest.name} has {len(heads)} tasks ({', '.join(heads)}): evaluate it on an "
+                "image folder with --labels, a CSV with a 'file' column and one column per task. "
+                f"{received(labels=None)}"
+            )
+        data = read_image_labels(data, labels)
+    else:
+        data = read_task_table(data, text_column, list(heads))
+    missing = [t for t in heads if t not in data.tasks]
+    if missing:
+        raise InvalidArgumentError(
+            f"The labels have no column for the tasks {missing}; the module's tasks are "
+            f"{list(heads)}. {received(columns=list(data.tasks))}"
+        )
+    probs = predict_probs(model, kind, list(data.items))
+    out = Path(out or f"eval/{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    metrics = {}
+    for task, names in heads.items():
+        unknown = [c for c in data.class_names[task] if c not in names]
+        if unknown:
+            raise InvalidArgumentError(
+                f"Task {task!r} of the data has classes the module does not know: {unknown}; "
+                f"the module's are {names}. {received(task=task)}"
+            )
+        rows = data.known(task)
+        y_true = [names.index(data.class_names[task][data.labels[task][i]]) for i in rows]
+        metrics[task] = write_report(
+            out / "tasks" / task,
+            kind=kind,
+            items=[data.items[i] for i in rows],
+            y_true=y_true,
+            probs=probs[task][rows],
+            class_names=names,
+            title=f"Evaluation of {manifest.name}, task {task}, on {data.source}",
+            summary={"module": str(module_dir), "data": data.source, "task": task},
+        ).metrics
+    data = TaskData(
+        kind=data.kind,
+        items=data.items,
+        tasks=tuple(heads),
+        labels={t: data.labels[t] for t in heads},
+        class_names={t: tuple(heads[t]) for t in heads},
+        source=data.source,
+        skipped=data.skipped,
+    )
+    write_overview(
+        out, f"Evaluation of {manifest.name} on {data.source}", data, metrics, {"data": data}
+    )
+    first = next(iter(heads))
+    report = EvalReport(metrics={**metrics[first], "tasks": metrics}, directory=out)
+    _write_text(out / "metrics.json", json.dumps({"tasks": metrics}, indent=2) + "\n")
+    return report

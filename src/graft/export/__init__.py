@@ -153,7 +153,8 @@ def export(
     module_dir = resolve(module)
     plan = _plan(fmts, quants)
     policy = _is_policy(module_dir)
-    parts = {} if policy else _data(module_dir, data)
+    multitask = not policy and _is_multitask(module_dir)
+    parts = {} if policy or multitask else _data(module_dir, data)
     if any(q == "qat" for _, q in plan) and "train" not in parts:
         raise InvalidArgumentError(
             "Quantization-aware training (qat) trains the head on the run's training split: "
@@ -166,6 +167,8 @@ def export(
     try:
         if policy:
             report = _export_policy(tmp, module_dir, plan, int8_io, allow_float_fallback)
+        elif multitask:
+            report = _export_tasks(tmp, module_dir, plan, data)
         else:
             report = _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback)
         keras_accuracy = report.rows[0].accuracy
@@ -213,6 +216,26 @@ def _is_policy(module_dir: Path) -> bool:
     from graft.module.manifest import Manifest
 
     return Manifest.read(module_dir / "manifest.json").task == "rl-policy"
+
+
+def _is_multitask(module_dir: Path) -> bool:
+    from graft.module.manifest import Manifest
+
+    return bool(Manifest.read(module_dir / "manifest.json").heads)
+
+
+def _export_tasks(tmp, module_dir, plan, data) -> ExportReport:
+    """A multi-task classifier: see ``graft.export.tasks``."""
+    from graft.export import tasks
+    from graft.module.manifest import Manifest
+
+    rows, count, evaluated = tasks.export_into(
+        tmp, module_dir, plan, tasks.test_split(module_dir, data)
+    )
+    name = Manifest.read(module_dir / "manifest.json").name
+    return ExportReport(
+        tmp, name, count, tuple(rows), metric="mean accuracy over tasks", evaluated_on=evaluated
+    )
 
 
 def _export_policy(tmp, module_dir, plan, int8_io, allow_float_fallback) -> ExportReport:

@@ -187,6 +187,8 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
     kind = manifest.inputs.kind
     if kind == "observation":
         return _policy(loaded.model, manifest)
+    if manifest.heads:
+        return _tasks(loaded.model, manifest)
     classifier = manifest.task.endswith("classifier")
     labels = np.array(list(manifest.labels or ()), dtype=object)
     out_name = (
@@ -277,6 +279,59 @@ def _policy(model, manifest) -> Servable:
     return Servable(
         {"serving_default": sig},
         warmup=lambda: run({"observation": np.zeros((1, *shape), np.float32)}),
+    )
+
+
+def _tasks(model, manifest) -> Servable:
+    """A multi-task classifier: one output per task (its probabilities), named by the task, so
+    a row-format predict answers ``{"predictions": [{"topic": [...], "sentiment": [...]}]}``.
+    Runs in Keras (compiled), as TFLite engines here take one output."""
+    import tensorflow as tf
+
+    heads = {h.name: len(h.labels) for h in manifest.heads}
+    outputs = {t: TensorInfo(t, "float32", (-1, n)) for t, n in heads.items()}
+    if manifest.inputs.kind == "text":
+        call = tf.function(model, input_signature=[tf.TensorSpec([None], tf.string)])
+
+        def run(batch):
+            out = call(tf.constant(list(batch["inputs"]), tf.string))
+            return {t: out[t].numpy() for t in heads}
+
+        sig = Signature(
+            "serving_default",
+            {"inputs": TensorInfo("inputs", "string", (-1,))},
+            outputs,
+            run,
+            convert=_text_convert("serving_default"),
+        )
+        return Servable(
+            {"serving_default": sig},
+            warmup=lambda: run({"inputs": np.array(["warm-up"], dtype=object)}),
+        )
+    from graft.export.tasks import tasks_core
+
+    size = tuple(manifest.inputs.size)
+    core, _ = tasks_core(model, manifest)
+    h, w = size
+    compiled = tf.function(core, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+
+    def run_images(batch):
+        out = compiled(tf.constant(batch["inputs"], tf.float32))
+        return {t: out[t].numpy() for t in heads}
+
+    signatures = {}
+    for name in ("serving_default", "serving_pixels"):
+        declared = (
+            TensorInfo("inputs", "string", (-1,))
+            if name == "serving_default"
+            else TensorInfo("inputs", "float32", (-1, *size, 3))
+        )
+        signatures[name] = Signature(
+            name, {"inputs": declared}, outputs, run_images, convert=_image_convert(size, name)
+        )
+    return Servable(
+        signatures,
+        warmup=lambda: run_images({"inputs": np.zeros((1, *size, 3), np.float32)}),
     )
 
 

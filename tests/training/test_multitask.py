@@ -86,6 +86,9 @@ def test_predict_and_evaluate_every_task(
         p.tasks["parity"].label for p in in_python
     ]
     assert all(line["tasks"]["parity"]["label"] in ("even", "odd") for line in lines)
+    cams = graft.explain(run.directory, files, task="parity")  # Grad-CAM of one task's head
+    assert [e.label for e in cams] == [p.tasks["parity"].label for p in in_python]
+    assert cams[0].attribution.shape == (224, 224) and cams[0].attribution.max() > 0.9
     some = tmp_path / "some.csv"  # every 15th labelled file: evaluation reads the CSV's rows
     lines_ = labels.read_text().splitlines()
     some.write_text("\n".join([lines_[0], *lines_[1::15]]) + "\n")
@@ -168,3 +171,64 @@ def test_multitask_refuses_single_task_options(tmp_path):
     )
     assert result.exit_code == 1
     assert "single-task only: --folds" in result.output and "Received:" in result.output
+
+
+def test_texts_with_two_label_columns_one_partly_missing(tmp_path, monkeypatch):
+    """The CLI on a CSV: topic and sentiment (40% missing), a small random BERT encoder; each
+    task as good as its own single-task run on the same split, features computed once."""
+    from typer.testing import CliRunner
+
+    import tests._tiny_bert  # noqa: F401  (registers tiny_bert.test)
+    from graft.cli.main import app
+
+    monkeypatch.setenv("GRAFT_HOME", str(tmp_path / "home"))
+    rng = random.Random(1)
+    filler = "the a this that we they it was is very some many place thing went saw".split()
+    topics = {"weather": ["storm", "rain", "snow"], "food": ["pizza", "bread", "soup"]}
+    moods = {"good": ["lovely", "great"], "bad": ["awful", "terrible"]}
+    rows = []
+    for _ in range(300):
+        topic, mood = rng.choice(list(topics)), rng.choice(list(moods))
+        words = [rng.choice(filler) for _ in range(rng.randint(4, 9))]
+        words.insert(rng.randint(0, len(words)), rng.choice(topics[topic]))
+        words.insert(rng.randint(0, len(words)), rng.choice(moods[mood]))
+        rows.append(
+            {"text": " ".join(words), "topic": topic, "mood": "" if rng.random() < 0.4 else mood}
+        )
+    table = tmp_path / "reviews.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["text", "topic", "mood"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["train", str(table), "--model", "tiny_bert.test", "--label-column", "topic",
+         "--label-column", "mood", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Features: one pass" in result.output and "mood" in result.output
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["feature_passes"] == 1
+    saved = json.loads((out / "splits.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())["tasks"]
+    for task in ("topic", "mood"):
+        names = tuple(saved["class_names"][task])
+
+        def part(name, task=task, names=names):
+            keep = [i for i, y in enumerate(saved[name]["labels"][task]) if y >= 0]
+            return LabeledData(
+                "text",
+                tuple(saved[name]["items"][i] for i in keep),
+                tuple(saved[name]["labels"][task][i] for i in keep),
+                names,
+            )
+
+        alone = graft.train(
+            DataSplits(part("train"), part("val"), part("test")),
+            "tiny_bert.test",
+            out=tmp_path / f"alone_{task}",
+        )
+        assert abs(metrics[task]["accuracy"] - alone.metrics["accuracy"]) <= 0.01, task
+    explained = graft.explain(out, [rows[0]["text"]], task="mood")
+    assert explained[0].label in ("good", "bad")

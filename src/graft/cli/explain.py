@@ -55,6 +55,9 @@ def explain(
             "HiResCAM: the end of the stage before)."
         ),
     ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="A multi-task module: the task to explain (default: first).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Explain why a classifier predicts what it does: where an image model looked, which
@@ -73,6 +76,7 @@ def explain(
         check=check,
         max_evals=max_evals,
         layer=layer,
+        task=task,
     )
     for skipped in results.skipped:
         err_console.print(

@@ -88,6 +88,7 @@ def explain(
     check: bool = False,
     max_evals: int | None = None,
     layer: str | None = None,
+    task: str | None = None,
     runtime: str = "auto",
 ) -> Explanations:
     """Explains a classifier module's predictions on image files or texts.
@@ -108,6 +109,7 @@ def explain(
         max_evals: SHAP's model evaluations per input (default 300 for images, 200 for texts).
         layer: the CAM's layer of the backbone (default: the last convolutional block for
             Grad-CAM, the end of the stage before it for HiResCAM).
+        task: a multi-task module: the task to explain (default: its first).
         runtime: how images run for SHAP and the check: ``auto``/``tflite``/``keras``.
 
     Returns:
@@ -132,6 +134,13 @@ def explain(
     kind = manifest.inputs.kind
     method = check_method(method, kind)
     labels = list(manifest.labels)
+    if manifest.heads:
+        model, labels = one_task(model, manifest, task)
+    elif task is not None:
+        raise InvalidArgumentError(
+            f"task applies to multi-task modules; {manifest.name} has one output. "
+            f"{received(task=task)}"
+        )
     if label is not None and label not in labels:
         raise InvalidArgumentError(
             f"The class to explain must be one of the module's labels: {labels}. "
@@ -157,7 +166,7 @@ def explain(
             f"{received(layer=layer)}"
         )
     explainer = Explainer(model, kind, size, layer=layer)
-    if kind == "image" and (method == "shap" or check):
+    if kind == "image" and (method == "shap" or check) and not manifest.heads:
         explainer._engine = core_engine(explainer.parts.core, manifest, runtime)
     results = run(explainer, items, labels, method, label=label, max_evals=max_evals)
     results.skipped = skipped
@@ -170,6 +179,26 @@ def explain(
     if out is not None:
         write(results, Path(out), kind, title=f"Explanations of {manifest.name}")
     return results
+
+
+def one_task(model, manifest, task: str | None):
+    """``(model, labels)``: a multi-task module's network with one task's output only.
+
+    Raises:
+        InvalidArgumentError: ``task`` is not one of the module's tasks.
+    """
+    import keras
+
+    heads = {h.name: list(h.labels) for h in manifest.heads}
+    task = task or manifest.heads[0].name
+    if task not in heads:
+        raise InvalidArgumentError(
+            f"The task to explain must be one of the module's tasks: {list(heads)}. "
+            f"{received(task=task)}"
+        )
+    single = keras.Model(model.inputs, model.output[task])
+    single.graft_manifest = manifest
+    return single, heads[task]
 
 
 def _expand(kind: str, items: list[str]) -> list[str]:

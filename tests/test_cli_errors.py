@@ -198,7 +198,7 @@ def test_explain_bad_class_method_and_inputs(files, tmp_path):
     image = next((files["images"] / "0").glob("*.png"))
     code, out = invoke("explain", files["run"], image, "--class", "seven", "--out", tmp_path / "o")
     assert code == 1
-    one_line_error(out, "one of the module's labels", "Received: label='seven'")
+    one_line_error(out, "one of the module's labels", "Received: --class='seven'")
     code, out = invoke("explain", files["run"], image, "--method", "lime")
     assert code == 1
     one_line_error(out, "auto, gradcam, hirescam, shap", "Received: method='lime'")

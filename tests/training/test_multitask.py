@@ -19,6 +19,21 @@ from graft.data.dataset import DataSplits, LabeledData
 from graft.errors import InvalidArgumentError
 
 
+def single_task(saved: dict, task: str) -> DataSplits:
+    """The multi-task run's own split (splits.json), for one task: its known labels only."""
+
+    def part(name: str) -> LabeledData:
+        keep = [i for i, y in enumerate(saved[name]["labels"][task]) if y >= 0]
+        return LabeledData(
+            saved["kind"],
+            tuple(saved[name]["items"][i] for i in keep),
+            tuple(saved[name]["labels"][task][i] for i in keep),
+            tuple(saved["class_names"][task]),
+        )
+
+    return DataSplits(part("train"), part("val"), part("test"))
+
+
 @pytest.fixture(scope="module")
 def tasks_run(_shared_zoo_home, digits_dir, tmp_path_factory):
     rng = random.Random(0)
@@ -47,21 +62,7 @@ def test_features_once_and_each_task_as_good_as_alone(tasks_run, _shared_zoo_hom
     unknown = sum(v == -1 for v in saved["train"]["labels"]["parity"])
     assert 0.2 < unknown / len(saved["train"]["items"]) < 0.4  # the missing labels stayed missing
     for task in run.tasks:
-        names = tuple(saved["class_names"][task])
-
-        def part(name, task=task, names=names):
-            keep = [i for i, y in enumerate(saved[name]["labels"][task]) if y >= 0]
-            return LabeledData(
-                "image",
-                tuple(saved[name]["items"][i] for i in keep),
-                tuple(saved[name]["labels"][task][i] for i in keep),
-                names,
-            )
-
-        alone = graft.train(
-            DataSplits(part("train"), part("val"), part("test")),
-            out=run.directory.parent / f"alone_{task}",
-        )
+        alone = graft.train(single_task(saved, task), out=run.directory.parent / f"alone_{task}")
         assert abs(run.metrics[task]["accuracy"] - alone.metrics["accuracy"]) <= 0.01, task
         assert run.metrics[task]["accuracy"] > (0.9 if task == "digit" else 0.85)
     metrics = json.loads((run.directory / "metrics.json").read_text())
@@ -213,22 +214,7 @@ def test_texts_with_two_label_columns_one_partly_missing(tmp_path, monkeypatch):
     saved = json.loads((out / "splits.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())["tasks"]
     for task in ("topic", "mood"):
-        names = tuple(saved["class_names"][task])
-
-        def part(name, task=task, names=names):
-            keep = [i for i, y in enumerate(saved[name]["labels"][task]) if y >= 0]
-            return LabeledData(
-                "text",
-                tuple(saved[name]["items"][i] for i in keep),
-                tuple(saved[name]["labels"][task][i] for i in keep),
-                names,
-            )
-
-        alone = graft.train(
-            DataSplits(part("train"), part("val"), part("test")),
-            "tiny_bert.test",
-            out=tmp_path / f"alone_{task}",
-        )
+        alone = graft.train(single_task(saved, task), "tiny_bert.test", out=tmp_path / f"a_{task}")
         assert abs(metrics[task]["accuracy"] - alone.metrics["accuracy"]) <= 0.01, task
     explained = graft.explain(out, [rows[0]["text"]], task="mood")
     assert explained[0].label in ("good", "bad")

@@ -202,7 +202,9 @@ def option_names(func: Callable) -> dict[str, str]:
             infos.append(parameter.default)
         if not infos:
             continue
-        declared = [d for d in infos[0].param_decls or () if d.startswith("--")]
+        # In Annotated, typer.Option("--class", "-c") keeps its first name in ``default``.
+        first = infos[0].default if isinstance(infos[0].default, str) else None
+        declared = [d for d in (first, *(infos[0].param_decls or ())) if d and d.startswith("--")]
         names[name] = declared[0].split("/")[0] if declared else "--" + name.replace("_", "-")
     return names
 

@@ -230,6 +230,13 @@ def _attach(flatbuffer: bytes, heads, preprocessor) -> bytes:
     return buffer.getvalue()
 
 
+def _feed(names: list[str], batch) -> dict:
+    """Inputs by name: the token arrays (texts) matched to the runtime's names, or the images."""
+    if isinstance(batch, dict):
+        return {name: next(v for k, v in batch.items() if k in name) for name in names}
+    return {names[0]: np.asarray(batch, np.float32)}
+
+
 class TFLiteRunner:
     """The TFLite signature runner: inputs and outputs by name."""
 
@@ -245,10 +252,7 @@ class TFLiteRunner:
         self.heads = list(heads)
 
     def __call__(self, batch) -> dict[str, np.ndarray]:
-        if isinstance(batch, dict):
-            feed = {name: next(v for k, v in batch.items() if k in name) for name in self.inputs}
-        else:
-            feed = {self.inputs[0]: np.asarray(batch, np.float32)}
+        feed = _feed(self.inputs, batch)
         out = self.runner(**feed)
         return {t: np.asarray(out[t]) for t in self.heads}
 
@@ -285,10 +289,7 @@ class OnnxRunner:
         self.heads = list(heads)
 
     def __call__(self, batch) -> dict[str, np.ndarray]:
-        if isinstance(batch, dict):
-            feed = {name: next(v for k, v in batch.items() if k in name) for name in self.inputs}
-        else:
-            feed = {self.inputs[0]: np.asarray(batch, np.float32)}
+        feed = _feed(self.inputs, batch)
         values = self.session.run(None, feed)
         named = dict(zip(self.outputs, values, strict=True))
         return {

@@ -179,10 +179,10 @@ def _write_splits(out: Path, splits: TaskSplits, data: TaskData) -> None:
 def _fit(out, model, backbone_dir, bm, kind, splits, data, class_weight, seed, progress):
     from graft.evaluation.report import write_report
     from graft.module.io import load, save
-    from graft.module.manifest import HeadSpec, InputSpec, Manifest, OutputSpec, Provenance
+    from graft.module.manifest import HeadSpec, Manifest, OutputSpec, Provenance
     from graft.training.features import FeatureExtractor
     from graft.training.head import fit_convex
-    from graft.training.stages import FeatureStore
+    from graft.training.stages import FeatureStore, classifier_inputs
 
     extractor = _Counted(FeatureExtractor(backbone_dir))
     store = FeatureStore(extractor)
@@ -261,17 +261,7 @@ def _fit(out, model, backbone_dir, bm, kind, splits, data, class_weight, seed, p
         task=f"{kind}-classifier",
         description=f"{len(data.tasks)}-task {kind} classifier ({', '.join(data.tasks)}) "
         f"trained by graft on {model}",
-        inputs=InputSpec(
-            kind=kind,
-            size=size,
-            encoded=kind == "image",
-            normalization=(
-                "encoded JPEG/PNG/GIF/BMP bytes; decoded, resized, normalised inside"
-                if kind == "image"
-                else bm.inputs.normalization
-            ),
-            max_length=bm.inputs.max_length,
-        ),
+        inputs=classifier_inputs(kind, size, bm),
         outputs=OutputSpec(kind="probabilities", dim=len(data.class_names[first])),
         labels=data.class_names[first],
         heads=tuple(HeadSpec(name=t, labels=data.class_names[t]) for t in data.tasks),

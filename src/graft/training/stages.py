@@ -383,7 +383,7 @@ def _finish(
     from graft.evaluation.report import write_report
     from graft.explanation.report import explain_misclassified
     from graft.module.io import save, verify
-    from graft.module.manifest import InputSpec, Manifest, OutputSpec, Provenance
+    from graft.module.manifest import Manifest, OutputSpec, Provenance
     from graft.training.assemble import serving_model
 
     bm = verify(backbone_dir)
@@ -452,17 +452,7 @@ def _finish(
         name=_module_name(out),
         task=f"{kind}-classifier",
         description=f"{n}-class {kind} classifier trained by graft on {config.model}",
-        inputs=InputSpec(
-            kind=kind,
-            size=size,
-            encoded=kind == "image",
-            normalization=(
-                "encoded JPEG/PNG/GIF/BMP bytes; decoded, resized, normalised inside"
-                if kind == "image"
-                else bm.inputs.normalization
-            ),
-            max_length=bm.inputs.max_length,
-        ),
+        inputs=classifier_inputs(kind, size, bm),
         outputs=OutputSpec(kind="probabilities", dim=n),
         labels=names,
         license=bm.license,
@@ -493,6 +483,24 @@ def _finish(
         skipped=skipped,
         selection=fit.selection,
         folds=folds,
+    )
+
+
+def classifier_inputs(kind: str, size, backbone_manifest):
+    """The ``InputSpec`` of a classifier module trained on ``backbone_manifest``: encoded image
+    files (decoded inside), or the backbone's texts."""
+    from graft.module.manifest import InputSpec
+
+    return InputSpec(
+        kind=kind,
+        size=size,
+        encoded=kind == "image",
+        normalization=(
+            "encoded JPEG/PNG/GIF/BMP bytes; decoded, resized, normalised inside"
+            if kind == "image"
+            else backbone_manifest.inputs.normalization
+        ),
+        max_length=backbone_manifest.inputs.max_length,
     )
 
 

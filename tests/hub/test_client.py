@@ -54,9 +54,10 @@ def test_cached_pinned_version_makes_no_network_call(hub, module_dir, monkeypatc
     handle = f"hub://{hub.hostport}/digits@1"
     first = resolve(handle)
     monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("network used"))
-    start = time.perf_counter()
+    # No socket is opened: the pinned version resolves from the cache alone. (A 5 ms bound on
+    # its duration used to sit here; under a loaded CI machine it failed at 5.2 ms, and speed
+    # belongs in bench/hub.py.)
     assert resolve(handle) == first
-    assert time.perf_counter() - start < 0.005
 
 
 def test_labels_follow_the_hub_after_their_ttl(hub, tmp_path, monkeypatch):

@@ -215,17 +215,7 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
         def run(batch):
             return finish(call(tf.constant(list(batch["inputs"]), tf.string)).numpy())
 
-        sig = Signature(
-            "serving_default",
-            {"inputs": TensorInfo("inputs", "string", (-1,))},
-            outputs,
-            run,
-            convert=_text_convert("serving_default"),
-        )
-        return Servable(
-            {"serving_default": sig},
-            warmup=lambda: run({"inputs": np.array(["warm-up"], dtype=object)}),
-        )
+        return _text_servable(run, outputs)
 
     size = tuple(manifest.inputs.size)
     from graft._engines import core_engine
@@ -236,11 +226,32 @@ def load_module(path: Path, runtime: str = "auto") -> Servable:
     def run(batch):
         return finish(engine(batch["inputs"]))
 
+    return _image_servable(run, outputs, size, manifest.inputs.encoded)
+
+
+def _text_servable(run, outputs: dict[str, TensorInfo]) -> Servable:
+    """``serving_default``: a ``(batch,)`` string tensor ``inputs`` in, ``outputs`` out."""
+    sig = Signature(
+        "serving_default",
+        {"inputs": TensorInfo("inputs", "string", (-1,))},
+        outputs,
+        run,
+        convert=_text_convert("serving_default"),
+    )
+    return Servable(
+        {"serving_default": sig},
+        warmup=lambda: run({"inputs": np.array(["warm-up"], dtype=object)}),
+    )
+
+
+def _image_servable(run, outputs: dict[str, TensorInfo], size, encoded: bool) -> Servable:
+    """``serving_default`` (encoded images when the module takes them, else pixels) and
+    ``serving_pixels`` (float RGB in [0, 1]); ``run`` takes the decoded pixels."""
     signatures = {}
     for name in ("serving_default", "serving_pixels"):
         declared = (
             TensorInfo("inputs", "string", (-1,))
-            if name == "serving_default" and manifest.inputs.encoded
+            if name == "serving_default" and encoded
             else TensorInfo("inputs", "float32", (-1, *size, 3))
         )
         signatures[name] = Signature(
@@ -297,17 +308,7 @@ def _tasks(model, manifest) -> Servable:
             out = call(tf.constant(list(batch["inputs"]), tf.string))
             return {t: out[t].numpy() for t in heads}
 
-        sig = Signature(
-            "serving_default",
-            {"inputs": TensorInfo("inputs", "string", (-1,))},
-            outputs,
-            run,
-            convert=_text_convert("serving_default"),
-        )
-        return Servable(
-            {"serving_default": sig},
-            warmup=lambda: run({"inputs": np.array(["warm-up"], dtype=object)}),
-        )
+        return _text_servable(run, outputs)
     from graft.export.tasks import tasks_core
 
     size = tuple(manifest.inputs.size)
@@ -319,20 +320,7 @@ def _tasks(model, manifest) -> Servable:
         out = compiled(tf.constant(batch["inputs"], tf.float32))
         return {t: out[t].numpy() for t in heads}
 
-    signatures = {}
-    for name in ("serving_default", "serving_pixels"):
-        declared = (
-            TensorInfo("inputs", "string", (-1,))
-            if name == "serving_default"
-            else TensorInfo("inputs", "float32", (-1, *size, 3))
-        )
-        signatures[name] = Signature(
-            name, {"inputs": declared}, outputs, run_images, convert=_image_convert(size, name)
-        )
-    return Servable(
-        signatures,
-        warmup=lambda: run_images({"inputs": np.zeros((1, *size, 3), np.float32)}),
-    )
+    return _image_servable(run_images, outputs, size, manifest.inputs.encoded)
 
 
 def _tensor_info(name: str, proto) -> TensorInfo:

@@ -22,18 +22,24 @@ def serving_model(backbone, head, kind: str, size):
     """
     import keras
 
-    from graft.models.layers import DecodeImage
     from graft.training.head import uncompiled
 
-    head = uncompiled(head)
+    inputs, x = raw_inputs(kind, size)
+    return keras.Model(inputs, uncompiled(head)(backbone(x)), name="classifier")
+
+
+def raw_inputs(kind: str, size):
+    """A saved module's input and what its network takes: encoded image bytes through a
+    ``DecodeImage`` layer (to float RGB at ``size``), or strings as they are."""
+    import keras
+
+    from graft.models.layers import DecodeImage
 
     if kind == "image":
         inputs = keras.Input(shape=(), dtype="string", name="image_bytes")
-        x = DecodeImage(size, name="decode_image")(inputs)
-    else:
-        inputs = keras.Input(shape=(), dtype="string", name="text")
-        x = inputs
-    return keras.Model(inputs, head(backbone(x)), name="classifier")
+        return inputs, DecodeImage(size, name="decode_image")(inputs)
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    return inputs, inputs
 
 
 def ensemble_model(branches, meta_head, kind: str, size, log_probabilities: bool = True):

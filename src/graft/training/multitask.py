@@ -19,14 +19,15 @@ import numpy as np
 from graft.data.tasks import TaskData, TaskSplits, read_image_labels, read_task_table, split_tasks
 from graft.errors import InvalidArgumentError, received
 from graft.training.loop import write_json
+from graft.training.run import RunFolder
 
 
 @dataclass(frozen=True)
-class TaskRun:
+class TaskRun(RunFolder):
     """A finished multi-task run: per-task metrics, the module, the report."""
 
     directory: Path
-    model: str
+    backbone: str
     tasks: tuple[str, ...]
     class_names: dict[str, tuple[str, ...]]
     kind: str
@@ -34,27 +35,14 @@ class TaskRun:
     timings: dict = field(default_factory=dict)
     feature_passes: int = 1
 
-    @property
-    def module_dir(self) -> Path:
-        return self.directory / "module"
-
-    @property
-    def report(self) -> Path:
-        return self.directory / "report.html"
-
 
 def multitask_model(backbone, heads: dict, kind: str, size):
     """Raw encoded images (or strings) -> the backbone -> ``{task: probabilities}``."""
     import keras
 
-    from graft.models.layers import DecodeImage
+    from graft.training.assemble import raw_inputs
 
-    if kind == "image":
-        inputs = keras.Input(shape=(), dtype="string", name="image_bytes")
-        x = DecodeImage(size, name="decode_image")(inputs)
-    else:
-        inputs = keras.Input(shape=(), dtype="string", name="text")
-        x = inputs
+    inputs, x = raw_inputs(kind, size)
     features = backbone(x)
     outputs = {name: _named_copy(head, f"head_{name}")(features) for name, head in heads.items()}
     return keras.Model(inputs, outputs, name="multitask_classifier")
@@ -287,7 +275,7 @@ def _fit(out, model, backbone_dir, bm, kind, splits, data, class_weight, seed, p
     )
     return TaskRun(
         directory=out,
-        model=model,
+        backbone=model,
         tasks=data.tasks,
         class_names=data.class_names,
         kind=kind,

@@ -124,7 +124,7 @@ def explain(
         >>> e[0].label, e[0].attribution.shape  # doctest: +SKIP
         ('7', (224, 224))
     """
-    from graft._engines import check_runtime, core_engine
+    from graft._engines import check_runtime
     from graft.explanation.explainer import Explainer, check_method
     from graft.inference import load_classifier, readable_inputs
 
@@ -167,12 +167,15 @@ def explain(
         )
     explainer = Explainer(model, kind, size, layer=layer)
     if kind == "image" and (method == "shap" or check) and not manifest.heads:
-        explainer._engine = core_engine(explainer.parts.core, manifest, runtime)
-    results = run(explainer, items, labels, method, label=label, max_evals=max_evals)
+        explainer.use_fast_engine(manifest, runtime)
+    prepared = _prepared(explainer, items)
+    results = run(
+        explainer, items, labels, method, label=label, max_evals=max_evals, prepared=prepared
+    )
     results.skipped = skipped
     if check:
         results.check = explainer.deletion_check(
-            _prepared(explainer, items),
+            prepared,
             [(e.words, e.attribution) if kind == "text" else e.attribution for e in results],
             [labels.index(e.label) for e in results],
         )
@@ -234,10 +237,13 @@ def run(
     label: str | None = None,
     targets: Sequence[int] | None = None,
     max_evals: int | None = None,
+    prepared=None,
 ) -> Explanations:
     """Explains ``items`` (readable files or texts) with an ``Explainer``: the class ``label``,
-    else ``targets`` (class indices), else each input's predicted class."""
-    prepared = _prepared(explainer, items)
+    else ``targets`` (class indices), else each input's predicted class. ``prepared``: the
+    items already decoded (images), when the caller has them."""
+    if prepared is None:
+        prepared = _prepared(explainer, items)
     probs = explainer.probabilities(prepared)
     predicted = probs.argmax(axis=1)
     if label is not None:

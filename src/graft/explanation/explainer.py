@@ -42,8 +42,6 @@ class Explainer:
         model: the module's Keras model (raw inputs: encoded image bytes or strings).
         kind: ``"image"`` or ``"text"``.
         size: the module's image size (images).
-        engine: a faster function of float images -> probabilities (``_engines.core_engine``);
-            by default the Keras core.
         layer: Grad-CAM's layer in the backbone (default: the last 4-D one).
     """
 
@@ -52,17 +50,23 @@ class Explainer:
         model,
         kind: str,
         size=None,
-        engine: Callable | None = None,
         layer: str | None = None,
     ) -> None:
         self.model = model
         self.layer = layer
         self.kind = kind
         self.size = tuple(size) if size else None
-        self._engine = engine
+        self._engine = None  # float images -> probabilities; the Keras core by default
         self._parts = None
         self._gradcam = None
         self._text_call = None
+
+    def use_fast_engine(self, manifest, runtime: str = "auto") -> None:
+        """Runs images through the module's cached TFLite core (``_engines.core_engine``), as
+        ``graft serve`` does: SHAP and the deletion check run hundreds of masked copies."""
+        from graft._engines import core_engine
+
+        self._engine = core_engine(self.parts.core, manifest, runtime)
 
     @property
     def parts(self):

@@ -15,15 +15,11 @@ def write(ex: Exportable, dest: Path) -> None:
     tensor, and returns ``probabilities`` ``(batch, classes)``, ``classes`` (the top-5 label
     names, best first) and ``scores`` (their probabilities). ``assets/labels.txt`` holds the
     label names in index order."""
-    import keras
     import tensorflow as tf
 
     labels = tf.constant(list(ex.labels))
     k = min(TOP_K, len(ex.labels))
     model = ex.raw
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
 
     def serve(inputs):
         probabilities = model(inputs, training=False)
@@ -34,6 +30,17 @@ def write(ex: Exportable, dest: Path) -> None:
             "scores": scores,
         }
 
+    write_strings_in(model, serve, dest, {"labels.txt": ex.labels})
+
+
+def write_strings_in(model, serve, dest: Path, assets: dict[str, tuple[str, ...] | list[str]]):
+    """A SavedModel of ``model`` whose ``serving_default`` is ``serve`` of ``inputs``, a
+    ``(batch,)`` string tensor, with text files of lines (``assets``) in ``assets/``."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
     archive.add_endpoint(
         name="serving_default",
         fn=serve,
@@ -41,7 +48,8 @@ def write(ex: Exportable, dest: Path) -> None:
     )
     archive.write_out(str(dest), verbose=False)
     (dest / "assets").mkdir(exist_ok=True)
-    (dest / "assets" / "labels.txt").write_text("\n".join(ex.labels) + "\n", encoding="utf-8")
+    for name, lines in assets.items():
+        (dest / "assets" / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 class Runner:

@@ -167,25 +167,13 @@ def _row(fmt, quant, path, run, inputs, truth, reference):
 
 def write_saved_model(model, heads: dict[str, list[str]], dest: Path) -> None:
     """``serving_default``: ``inputs`` (strings) -> ``{task: probabilities}``."""
-    import keras
-    import tensorflow as tf
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    from graft.export.saved_model import write_strings_in
 
     def serve(inputs):
         out = model(inputs, training=False)
         return {t: out[t] for t in heads}
 
-    archive.add_endpoint(
-        name="serving_default",
-        fn=serve,
-        input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
-    )
-    archive.write_out(str(dest), verbose=False)
-    (dest / "assets").mkdir(exist_ok=True)
-    for task, labels in heads.items():
-        (dest / "assets" / f"labels_{task}.txt").write_text("\n".join(labels) + "\n")
+    write_strings_in(model, serve, dest, {f"labels_{t}.txt": labels for t, labels in heads.items()})
 
 
 class SavedModelRunner:

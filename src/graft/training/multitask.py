@@ -174,17 +174,8 @@ def _fit(out, model, backbone_dir, bm, kind, splits, data, class_weight, seed, p
 
     extractor = _Counted(FeatureExtractor(backbone_dir))
     store = FeatureStore(extractor)
-    every = [i for part in splits.named().values() for i in part.items]
-    done = [0]
-
-    def count(k: int) -> None:
-        done[0] += k
-        if progress:
-            progress("features", done[0], len(every))
-
-    start = time.perf_counter()
-    store(every, progress=count)
-    timings = {"features_s": round(time.perf_counter() - start, 3)}
+    store.fill([i for part in splits.named().values() for i in part.items], progress)
+    timings = {"features_s": round(store.seconds, 3)}
     features = {name: store(part.items) for name, part in splits.named().items()}
     heads, metrics, selection = {}, {}, {}
     start = time.perf_counter()

@@ -38,6 +38,17 @@ class FeatureStore:
         dim = self.extractor.output_shape
         return np.stack([self._rows[i] for i in items]) if items else np.zeros((0, *dim))
 
+    def fill(self, items, progress: Progress = None) -> None:
+        """Computes the features of ``items`` (once), reporting ``("features", done, total)``."""
+        done = [0]
+
+        def count(k: int) -> None:
+            done[0] += k
+            if progress:
+                progress("features", done[0], len(items))
+
+        self(items, progress=count)
+
 
 @dataclass
 class SplitFit:
@@ -343,20 +354,13 @@ def fit_all(
     extractor = FeatureExtractor(backbone_dir, runtime=config.runtime)
     store = FeatureStore(extractor)
     every = [i for part in splits.named().values() for i in part.items]
-    done = [0]
-
-    def count(k: int) -> None:
-        done[0] += k
-        if progress:
-            progress("features", done[0], len(every))
-
     unlabeled: tuple[str, ...] = ()
     if config.unlabeled:
         from graft.data.unlabeled import read_unlabeled
 
         unlabeled, _ = read_unlabeled(config.unlabeled, splits.kind, config.unlabeled_column)
         every += list(unlabeled)
-    store(every, progress=count)
+    store.fill(every, progress)
     timings = {"features_s": store.seconds, "features_runtime": extractor.runtime}
     if config.folds:
         return _fit_folds(

@@ -1,5 +1,5 @@
-"""graft explain on real modules: Grad-CAM and SHAP on the EfficientNet-Lite0 digits run, SHAP
-on a MiniLM text classifier with planted keywords, the pages in Chromium, bad input."""
+"""graft explain on real modules: HiResCAM, Grad-CAM and SHAP on the EfficientNet-Lite0 digits
+run, SHAP on a MiniLM text classifier with planted keywords, the pages in Chromium, bad input."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _test_items(run, n: int) -> list[str]:
         return [row["item"] for row in csv.DictReader(f)][:n]
 
 
-def test_gradcam_is_more_faithful_than_random_on_digits(digits_run):
+def test_default_image_explanation_beats_random_deletion_on_most_digits(digits_run):
     items = _test_items(digits_run, 50)
     results = graft.explain(digits_run.directory, items, check=True)
     predicted = graft.predict(digits_run.directory, items)
@@ -29,24 +29,27 @@ def test_gradcam_is_more_faithful_than_random_on_digits(digits_run):
     assert np.allclose(
         [e.probability for e in results], [p.probability for p in predicted], atol=1e-4
     )
+    assert {e.method for e in results} == {"hirescam"}  # the default for images
     maps = np.stack([e.attribution for e in results])
     assert maps.shape == (50, 224, 224) and maps.min() >= 0 and maps.max() <= 1
     check = results.check
     assert check.examples == 50
+    # HiResCAM, one stage before the last block (14x14), without Grad-CAM's averaged gradient:
+    # measured 43 of 50 (86%), deletion score 0.499 against 0.714 for random hiding.
+    assert check.score_win_rate >= 0.8
+    assert check.top_score < check.random_score - 0.15
+
+
+def test_gradcam_is_more_faithful_than_random_on_digits(digits_run):
+    items = _test_items(digits_run, 50)
+    results = graft.explain(digits_run.directory, items, method="gradcam", check=True)
+    assert results[0].method == "gradcam" and results[0].attribution.shape == (224, 224)
+    check = results.check
     # Hiding the Grad-CAM regions first removes far more of the evidence than hiding random
     # regions: measured 0.457 against 0.714 mean probability left (deletion score) and a win on
-    # 68% of these 50 images (74-76% over the whole test split; the issue asks for 80%).
+    # 68% of these 50 images (74-76% over the whole test split; HiResCAM, the default, 83%).
     assert check.top_score < check.random_score - 0.15
     assert check.score_win_rate >= 0.6 and check.win_rate >= 0.6
-
-
-def test_hirescam_deletion_score_beats_random_on_most_digits(digits_run):
-    items = _test_items(digits_run, 50)
-    results = graft.explain(digits_run.directory, items, method="hirescam", check=True)
-    assert results[0].method == "hirescam" and results[0].attribution.shape == (224, 224)
-    # One stage earlier (14x14) and without Grad-CAM's averaged gradient: measured 43 of 50
-    # (86%), deletion score 0.499 against 0.714.
-    assert results.check.score_win_rate >= 0.8
 
 
 def test_shap_on_images_adds_up_to_the_probability_change(digits_run):
@@ -96,7 +99,7 @@ def test_cli_writes_overlays_gallery_and_json_that_render(digits_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["input"] for line in lines] == items
-    assert all(line["label"] == "3" and line["method"] == "gradcam" for line in lines)
+    assert all(line["label"] == "3" and line["method"] == "hirescam" for line in lines)
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 3 and Image.open(pngs[0]).size == (224, 224)  # 64x64 digits, upscaled
     document = json.loads((out / "explanations.json").read_text())
@@ -114,7 +117,7 @@ def test_report_explains_its_misclassified_examples(digits_run, tmp_path):
     assert wrong > 0
     dom = dump_dom(chromium(), html, tmp_path)
     assert dom.count('class="explanation"') == min(wrong, 12)
-    assert "explained with Grad-CAM" in dom
+    assert "explained with HiResCAM" in dom
     run = json.loads((digits_run.directory / "run.json").read_text())
     assert run["timings"]["explain_s"] < 10  # a few seconds for a few examples
 

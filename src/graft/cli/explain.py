@@ -1,4 +1,4 @@
-"""``graft explain``: Grad-CAM or SHAP explanations of a classifier's predictions."""
+"""``graft explain``: HiResCAM, Grad-CAM or SHAP explanations of a classifier's predictions."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def explain(
     ] = Path("explanations"),
     method: Annotated[
         str,
-        typer.Option(help="auto (Grad-CAM for images, SHAP for texts), gradcam, hirescam or shap."),
+        typer.Option(help="auto (HiResCAM for images, SHAP for texts), hirescam, gradcam or shap."),
     ] = "auto",
     label: Annotated[
         str | None,

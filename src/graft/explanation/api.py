@@ -103,7 +103,8 @@ def explain(
         inputs: image files or folders of images (image modules), or texts (text modules).
         out: a folder to write: an overlay PNG per image or coloured text, ``index.html`` and
             ``explanations.json``. Nothing is written without it.
-        method: ``"auto"``, ``"gradcam"``, ``"hirescam"`` or ``"shap"``.
+        method: ``"auto"`` (HiResCAM for images, SHAP for texts), ``"hirescam"``,
+            ``"gradcam"`` or ``"shap"``.
         label: the class to explain for every input (default: each input's predicted class).
         check: also run the deletion check (``Explanations.check``).
         max_evals: SHAP's model evaluations per input (default 300 for images, 200 for texts).

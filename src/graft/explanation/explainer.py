@@ -15,18 +15,22 @@ CAM_METHODS = ("gradcam", "hirescam")
 
 
 def check_method(method: str, kind: str) -> str:
-    """The method to use: ``auto`` is Grad-CAM for images and SHAP for texts.
+    """The method to use: ``auto`` is HiResCAM for images and SHAP for texts.
+
+    HiResCAM, not Grad-CAM, is the image default because it is the more faithful of the two at
+    the same cost: on the EfficientNet-Lite0 digits module its deletion score beat random
+    hiding on 83% of the test images, Grad-CAM's on 74% (``bench/explain.py``).
 
     Raises:
         InvalidArgumentError: an unknown method, or Grad-CAM for a text model.
     """
     if method not in METHODS:
         raise InvalidArgumentError(
-            f"method must be one of {', '.join(METHODS)} (auto: gradcam for images, shap for "
+            f"method must be one of {', '.join(METHODS)} (auto: hirescam for images, shap for "
             f"texts). {received(method=method)}"
         )
     if method == "auto":
-        return "gradcam" if kind == "image" else "shap"
+        return "hirescam" if kind == "image" else "shap"
     if method in CAM_METHODS and kind != "image":
         raise InvalidArgumentError(
             "Grad-CAM and HiResCAM explain convolutional image models; for a text model use "

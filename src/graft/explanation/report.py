@@ -1,4 +1,4 @@
-"""Explanations of a report's misclassified examples: computed for those few only (Grad-CAM for
+"""Explanations of a report's misclassified examples: computed for those few only (HiResCAM for
 images, SHAP for texts), so a run or an evaluation gets slower by seconds, not minutes."""
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ def explain_misclassified(
     """
     from graft.explanation import render
     from graft.explanation.api import run
-    from graft.explanation.explainer import Explainer
+    from graft.explanation.explainer import Explainer, check_method
 
     predicted = np.asarray(probs).argmax(axis=1)
     wrong = [i for i in range(len(items)) if predicted[i] != y_true[i]][:limit]
     if not wrong:
         return {}, ""
-    method = "gradcam" if kind == "image" else "shap"
+    method = check_method("auto", kind)
     chosen = [items[i] for i in wrong]
     try:
         explainer = Explainer(model, kind, size)
@@ -60,7 +60,7 @@ def explain_misclassified(
             out[e.item] = {"overlay": render.b64(render.png_bytes(picture, max_side=160))}
         else:
             out[e.item] = {"html": render.coloured_text(e.item, e.words, e.attribution)}
-    name = "Grad-CAM" if method == "gradcam" else "SHAP"
+    name = {"hirescam": "HiResCAM", "gradcam": "Grad-CAM"}.get(method, "SHAP")
     what = (
         "warm colours: where the model saw evidence for the predicted class"
         if kind == "image"

@@ -26,7 +26,7 @@ def import_shap():
     except ImportError:
         raise MissingDependencyError(
             "SHAP explanations need the `shap` package: pip install 'graft[explain]' "
-            "(Grad-CAM, the default for images, does not). Received: method='shap'"
+            "(HiResCAM and Grad-CAM, for images, do not). Received: method='shap'"
         ) from None
     return shap
 

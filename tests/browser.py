@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import os
 import shutil
 import subprocess
+import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -60,3 +65,66 @@ def screenshot(browser: str, page: Path | str, png: Path) -> Path:
         png.parent / "profile-shot",
     )
     return png
+
+
+JS = Path(__file__).parent / "js"
+
+
+def node_modules() -> Path:
+    """tests/js/node_modules (``make test`` runs ``npm ci`` there); missing fails in CI."""
+    modules = JS / "node_modules"
+    if (modules / "puppeteer-core").is_dir() and shutil.which("node"):
+        return modules
+    if os.environ.get("CI"):
+        pytest.fail("tests/js/node_modules is missing: `make test` installs it (npm ci).")
+    pytest.skip("TF.js test packages missing: npm ci --prefix tests/js")
+
+
+@contextlib.contextmanager
+def loopback(routes: dict[str, Path]):
+    """A real HTTP server on 127.0.0.1 serving folders: ``{"/export": dir, ...}`` maps
+    ``/export/a.json`` to ``dir/a.json``; ``/npm/`` is tests/js/node_modules. Yields the base
+    URL."""
+    routes = {"/npm": node_modules(), **routes}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            path = urllib.parse.unquote(path.split("?", 1)[0])
+            if path == "/blank.html":
+                return str(JS / "blank.html")
+            for prefix, folder in routes.items():
+                if path.startswith(prefix + "/"):
+                    return str(Path(folder) / path[len(prefix) + 1 :])
+            return str(JS / "missing")
+
+        def end_headers(self) -> None:  # as the CDN does (the wasm binary is fetched)
+            self.send_header("Access-Control-Allow-Origin", "*")
+            super().end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    Handler.extensions_map = {**Handler.extensions_map, ".wasm": "application/wasm"}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def drive(request: dict, profile: Path, timeout: float = 300) -> dict:
+    """Runs tests/js/tfjs_driver.mjs (puppeteer-core on Debian's chromium) on one request."""
+    env = {**os.environ, "CHROMIUM": chromium()}
+    out = subprocess.run(
+        ["node", str(JS / "tfjs_driver.mjs"), json.dumps({**request, "profile": str(profile)})],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=JS,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)

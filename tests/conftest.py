@@ -10,6 +10,22 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DATA = Path(__file__).parent / "data"
+# Test files that use the EfficientNet-Lite0 digits run (``digits_run``): one xdist worker runs
+# them all, so the run is built once in the suite, and they are scheduled first.
+LITE0_DIGITS = pytest.mark.xdist_group("lite0_digits")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """``make test`` runs ``--dist loadgroup``: each test file is one group (loadfile's
+    scheduling, so module and session fixtures are built once per file), except the files
+    marked ``LITE0_DIGITS``, which share one group that starts first (the longest)."""
+    for item in items:
+        if not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    first = [i for i in items if i.get_closest_marker("xdist_group").args == ("lite0_digits",)]
+    chosen = {id(i) for i in first}
+    items[:] = first + [i for i in items if id(i) not in chosen]
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +95,14 @@ def tiny_module(digits_dir, tmp_path_factory) -> Path:
 def digit_files(digits_dir) -> list[Path]:
     """One PNG per digit class, in class order."""
     return [sorted((digits_dir / str(d)).glob("*.png"))[0] for d in range(10)]
+
+
+@pytest.fixture(scope="session")
+def digits_run(_shared_zoo_home, digits_dir, tmp_path_factory):
+    """One real run: efficientnet_lite0 features + head, 10 epochs, default settings. Files
+    using it are marked ``LITE0_DIGITS`` (built once in the suite)."""
+    import graft
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAFT_HOME", str(_shared_zoo_home))
+        return graft.train(digits_dir, out=tmp_path_factory.mktemp("runs") / "digits")

@@ -9,7 +9,7 @@ import pytest
 
 import graft
 import tests._tiny_zoo  # noqa: F401  (registers tiny_cnn.test)
-from graft.errors import InvalidArgumentError, MissingDependencyError, ModuleExistsError
+from graft.errors import InvalidArgumentError, ModuleExistsError
 from graft.export import export
 
 
@@ -113,10 +113,6 @@ def test_bad_requests_name_what_is_valid(tiny_run, tmp_path):
         export(tiny_run.module_dir, "tflite,coreml", out=tmp_path / "a")
     with pytest.raises(InvalidArgumentError, match=r"Unknown quantization 'int4'.*float, dynamic"):
         export(tiny_run.module_dir, "tflite", quantize="int4", out=tmp_path / "a")
-    with pytest.raises(
-        MissingDependencyError, match=r"(?s)tensorflowjs_converter .*Received: format="
-    ):
-        export(tiny_run.module_dir, "tfjs", out=tmp_path / "a")
     (tmp_path / "exists").mkdir()
     with pytest.raises(ModuleExistsError, match="--overwrite"):
         export(tiny_run.module_dir, "onnx", out=tmp_path / "exists")
@@ -148,7 +144,7 @@ def test_cli_prints_the_comparison_table(tiny_run, tmp_path):
             "export",
             str(tiny_run.module_dir),
             "--format",
-            "tflite",
+            "tflite,tfjs",
             "--quantize",
             "float,float16",
             "--out",
@@ -157,6 +153,9 @@ def test_cli_prints_the_comparison_table(tiny_run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "model_float16.tflite" in result.output and "export_report.json" in result.output
+    tfjs_row = next(line for line in result.output.splitlines() if " tfjs " in line)
+    assert "1.000" in tfjs_row  # agreement with Keras, run from the written files
+    assert (tmp_path / "cli" / "tfjs" / "index.html").is_file()
     bad = CliRunner().invoke(
         app, ["export", str(tiny_run.module_dir), "--format", "pb", "--out", str(tmp_path / "x")]
     )

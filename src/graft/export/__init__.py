@@ -130,7 +130,7 @@ def export(
         InvalidArgumentError: unknown format or quantization, no data, or (AccuracyDropError)
             an artifact below ``max_accuracy_drop``.
         ModuleExistsError: ``out`` exists and ``overwrite`` is false.
-        MissingDependencyError: tfjs (or onnx) converters missing, with the way to get them.
+        MissingDependencyError: the onnx converter missing, with the way to get it.
     """
     from graft.handles import resolve
 
@@ -146,10 +146,6 @@ def export(
             f"{out} already exists; pass --overwrite (overwrite=True) to replace it. "
             f"{received(out=str(out))}"
         )
-    if "tfjs" in fmts:
-        from graft.export import tfjs
-
-        tfjs.check()
     module_dir = resolve(module)
     plan = _plan(fmts, quants)
     policy = _is_policy(module_dir)
@@ -339,8 +335,11 @@ def _export_into(tmp, module_dir, plan, parts, int8_io, allow_float_fallback):
         elif fmt == "onnx":
             onnx_export.write(ex, path)
             runner, inputs = core(onnx_export.Runner(path)), decoded
-        else:  # tfjs: check() raised earlier when the converter is missing
-            raise InvalidArgumentError(f"Unsupported format. {received(format=fmt)}")
+        else:  # tfjs: a graph-model folder with its demo page
+            from graft.export import tfjs
+
+            tfjs.write(ex, path)
+            runner, inputs = core(tfjs.Runner(path)), decoded
         rows.append(
             compare.measure(fmt, quant, path, runner, inputs, labels, reference, reference_accuracy)
         )

@@ -44,6 +44,13 @@ def serve(
     max_concurrent_requests: Annotated[
         int, typer.Option(help="Requests in progress before 429.")
     ] = 1024,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring/--no-monitoring",
+            help="Prometheus metrics at /monitoring/prometheus/metrics (TF Serving's names).",
+        ),
+    ] = True,
     drain_seconds: Annotated[
         float, typer.Option(help="On SIGTERM, how long requests in flight may finish.")
     ] = 30.0,
@@ -52,6 +59,7 @@ def serve(
 
     Example: graft serve --model-dir models --port 8501, then
     curl -d '{"instances": [{"b64": "..."}]}' localhost:8501/v1/models/digits:predict
+    (metrics: curl localhost:8501/monitoring/prometheus/metrics)
     """
     from graft.serve import BatchingOptions, Limits, ServeOptions
     from graft.serve import serve as run
@@ -64,5 +72,6 @@ def serve(
         runtime=runtime,
         batching=BatchingOptions(max_batch_size, batch_timeout_ms, max_enqueued),
         limits=Limits(max_body_bytes, max_concurrent_requests),
+        monitoring=monitoring,
     )
     run(options, host=host, port=port, workers=workers, drain_seconds=drain_seconds)

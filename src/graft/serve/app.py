@@ -5,6 +5,7 @@
 - ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict``    instances / inputs
 - ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:classify``   examples -> results
 - ``GET  /healthz`` (the process answers), ``/readyz`` (every model has a version AVAILABLE)
+- ``GET  /monitoring/prometheus/metrics``                       Prometheus (``metrics.py``)
 
 Errors are ``{"error": "..."}`` with TF Serving's status mapping (400, 404, 413, 429, 503 ...).
 """
@@ -14,6 +15,7 @@ import functools
 import json
 import logging
 import threading
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -114,8 +116,13 @@ def _json(payload: dict, version: int | None = None) -> Response:
     )
 
 
-def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
-    """The ASGI app over ``manager`` (started and stopped with the app's lifespan).
+API = {"predict": "Predict", "classify": "Classify"}  # TF Serving's API label values
+METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's default Prometheus path
+
+
+def create_app(manager: Manager, limits: Limits | None = None, monitoring: bool = True) -> FastAPI:
+    """The ASGI app over ``manager`` (started and stopped with the app's lifespan);
+    ``monitoring`` serves Prometheus metrics at ``/monitoring/prometheus/metrics``.
 
     Example:
         >>> app = create_app(Manager(lambda: discover("models")))  # doctest: +SKIP
@@ -187,6 +194,22 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
 
     # -- inference --------------------------------------------------------------------------
     async def infer(request: Request, model_name, version, label, *, verb):
+        """One request, counted and timed per model, version, API and TF Serving status."""
+        started, served, code = time.perf_counter(), {}, "OK"
+        try:
+            return await answer(request, model_name, version, label, verb, served)
+        except ServingError as exc:
+            code = exc.code
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            known = model_name if model_name in manager.models else ""  # bounded label values
+            seconds = time.perf_counter() - started
+            manager.metrics.request(known, served.get("version"), API[verb], code, seconds)
+
+    async def answer(request: Request, model_name, version, label, verb, served: dict):
         _name(model_name)
         doc = parse_json(await request.body())
         signature_name = doc.get("signature_name")
@@ -206,6 +229,7 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
         try:
             for _ in range(3):  # a version unloaded between lookup and queueing: look again
                 found = manager.resolve(model_name, version, label)
+                served["version"] = found.version
                 sig = found.servable.signature(signature_name)
                 if verb == "predict":
                     values, columnar = parse_predict(doc, sig.inputs)
@@ -244,11 +268,24 @@ def create_app(manager: Manager, limits: Limits | None = None) -> FastAPI:
     @app.get("/readyz", responses={503: _ERROR})
     def readyz():
         ok, detail = manager.ready()
+        # A broken config edit does not take the server out of rotation (the previous config
+        # still serves, and every replica reading the same file would go at once): it shows
+        # here and in :graft:serving:config_ok.
+        config = {"config_error": manager.config_error} if manager.config_error else {}
         if draining.is_set():
             return JSONResponse({"error": "draining: the server is shutting down"}, 503)
         if not ok:
-            return JSONResponse({"error": "not ready", "models": detail}, 503)
-        return {"status": "ready", "models": detail}
+            return JSONResponse({"error": "not ready", "models": detail, **config}, 503)
+        return {"status": "ready", "models": detail, **config}
+
+    if monitoring:
+
+        @app.get(METRICS_PATH, response_class=Response)
+        def prometheus_metrics():
+            from graft.serve.metrics import CONTENT_TYPE
+
+            text = manager.metrics_text(app.state.inflight)
+            return Response(text, media_type=CONTENT_TYPE)
 
     return app
 

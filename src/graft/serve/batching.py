@@ -87,9 +87,15 @@ class Batcher:
         >>> b.stop()
     """
 
-    def __init__(self, options: BatchingOptions, name: str) -> None:
+    def __init__(
+        self,
+        options: BatchingOptions,
+        name: str,
+        on_batch: Callable[[int, list[float]], None] | None = None,
+    ) -> None:
         self.options = options
         self.name = name
+        self.on_batch = on_batch  # (rows, seconds each request queued), for the metrics
         self._queue: deque[_Task] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -127,6 +133,11 @@ class Batcher:
             self._queue.append(task)
             self._cond.notify()
         return task.future
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting (not yet in a running batch)."""
+        return len(self._queue)
 
     def stop(self, wait: bool = True) -> None:
         """Takes no new requests; the ones queued still run."""
@@ -178,6 +189,12 @@ class Batcher:
         tasks = [t for t in batch if t.future.set_running_or_notify_cancel()]
         if not tasks:
             return
+        if self.on_batch is not None:
+            now = time.monotonic()
+            try:
+                self.on_batch(sum(t.rows for t in tasks), [now - t.enqueued for t in tasks])
+            except Exception:  # metrics never fail a batch
+                log.exception("recording a batch of %s failed", self.name)
         try:
             if len(tasks) == 1:
                 outputs = tasks[0].run(tasks[0].arrays)

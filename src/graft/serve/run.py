@@ -29,6 +29,7 @@ class ServeOptions:
         model_name: the name for a ``model_dir`` that is one model.
         poll_seconds: how often the directories are checked for new versions.
         runtime: ``auto`` (TFLite/XNNPACK for graft image modules), ``tflite`` or ``keras``.
+        monitoring: Prometheus metrics at ``/monitoring/prometheus/metrics``.
     """
 
     model_dir: str | None = None
@@ -38,6 +39,7 @@ class ServeOptions:
     runtime: str = "auto"
     batching: BatchingOptions = field(default_factory=BatchingOptions)
     limits: Limits = field(default_factory=Limits)
+    monitoring: bool = True
 
     def check(self) -> ServeOptions:
         if (self.model_dir is None) == (self.model_config_file is None):
@@ -108,7 +110,7 @@ def build(options: ServeOptions):
         poll_seconds=options.poll_seconds,
         runtime=options.runtime,
     )
-    return create_app(manager, options.limits)
+    return create_app(manager, options.limits, monitoring=options.monitoring)
 
 
 def app_from_env():

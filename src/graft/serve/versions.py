@@ -7,6 +7,7 @@ old one serving, with the failure shown in the status endpoint.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from graft.serve.batching import Batcher, BatchingOptions
 from graft.serve.config import ModelConfig
+from graft.serve.metrics import ServingMetrics
 from graft.serve.servables import Servable, load_version
 from graft.serve.status import ServingError, code_for
 
@@ -125,6 +127,8 @@ class Manager:
         self._loader = ThreadPoolExecutor(load_threads, thread_name_prefix="graft-load")
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.metrics = ServingMetrics()
+        self.config_error = ""  # why the last config read failed (the previous one serves)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -157,8 +161,16 @@ class Manager:
         try:
             configs = self.source()
         except Exception as exc:
-            log.error("model config not reloaded: %s", exc)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            if error != self.config_error:
+                log.error("model config not reloaded (the previous one keeps serving): %s", exc)
+            self.config_error = error
+            self.metrics.config(error)
             return
+        if self.config_error:
+            log.info("model config read again")
+        self.config_error = ""
+        self.metrics.config()
         with self._lock:
             for config in configs:
                 model = self.models.setdefault(config.name, Model(config))
@@ -192,14 +204,20 @@ class Manager:
             servable = load_version(version.path, self.runtime)
             if servable.warmup is not None:
                 servable.warmup()
-            batcher = Batcher(self.batching, f"{version.model}/{version.version}")
+            batcher = Batcher(
+                self.batching,
+                f"{version.model}/{version.version}",
+                on_batch=functools.partial(self.metrics.batch, version.model, version.version),
+            )
         except Exception as exc:
             log.error("version %s of %s failed to load: %s", version.version, version.model, exc)
+            self.metrics.load(str(version.path), ok=False)
             with self._lock:
                 version.state = "END"
                 version.error_code = code_for(exc)
                 version.error_message = f"{type(exc).__name__}: {exc}"[:2000]
             return
+        self.metrics.load(str(version.path), ok=True)
         with self._lock:
             version.servable, version.batcher = servable, batcher
             version.state = "AVAILABLE"
@@ -296,6 +314,14 @@ class Manager:
                     f"{model.config.base_path}. Received: model={name!r}",
                 )
             return [v.status() for v in sorted(model.versions.values(), key=lambda v: -v.version)]
+
+    def metrics_text(self, inflight: int = 0) -> str:
+        """The Prometheus exposition of the server (``metrics.ServingMetrics.render``)."""
+        with self._lock:
+            versions = [v for m in self.models.values() for v in m.versions.values()]
+            states = [(v.model, v.version, v.state, v.error_code) for v in versions]
+            queues = [(v.model, v.version, v.batcher.queued) for v in versions if v.batcher]
+        return self.metrics.render(states, queues, inflight)
 
     def ready(self) -> tuple[bool, dict[str, str]]:
         """Whether every model has an AVAILABLE version; per model, what it is waiting for."""

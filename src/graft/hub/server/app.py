@@ -10,7 +10,10 @@ API, all under ``/api/v1``:
 - ``PUT|DELETE /modules/{name}/labels/{label}``           move or drop a label (token)
 - ``POST|DELETE /modules/{name}/versions/{v}/yank``       yank or restore a version (token)
 
-Errors are ``{"error": "..."}`` with 400, 401, 404, 409, 413 or 416.
+and TF Hub's protocol: ``GET /tfhub/{name}/{ref}?tf-hub-format=compressed`` (a SavedModel
+``.tar.gz`` for ``tensorflow_hub.load``; see ``tfhub.py``).
+
+Errors are ``{"error": "..."}`` with 400, 401, 404, 409, 413, 416 or 422.
 """
 
 import hashlib
@@ -337,6 +340,57 @@ def create_app(store: Store, tokens: list[str], *, max_upload_bytes: int | None 
     async def unyank(name: str, version: int, request: Request) -> dict:
         """Restores a yanked version."""
         return await _yank(name, version, request, "", True)
+
+    @app.get("/tfhub/{name}/{ref}", tags=["tfhub"])
+    async def tfhub_module(
+        name: str,
+        ref: str,
+        request: Request,
+        tf_hub_format: Annotated[
+            str | None, Query(alias="tf-hub-format", description="compressed")
+        ] = None,
+    ):
+        """TF Hub's download protocol: ``tensorflow_hub.load("http://HOST/tfhub/NAME/REF")``
+        gets the version's TF2 SavedModel as a ``.tar.gz`` (made once per version, cached,
+        sha256 as ETag). Without ``tf-hub-format`` a browser is sent to the module's page."""
+        from fastapi.responses import RedirectResponse
+
+        from graft.hub.server import tfhub
+
+        record = _lookup(name, ref)
+        if tf_hub_format is None:
+            return RedirectResponse(f"/modules/{name}?version={record['version']}", 303)
+        if tf_hub_format != "compressed":
+            raise ApiError(
+                400,
+                "graft hub serves TF Hub's compressed format only (tensorflow_hub's default; "
+                "set TFHUB_MODEL_LOAD_FORMAT=COMPRESSED if you changed it). "
+                f"Received: tf-hub-format={tf_hub_format!r}",
+            )
+        try:
+            key, sha, size = await run_in_threadpool(tfhub.compressed, store, record)
+        except tfhub.ConversionError as exc:
+            raise ApiError(
+                422,
+                f"{name}@{record['version']} cannot be written as a TF Hub SavedModel: {exc}",
+            ) from None
+        except ChecksumError as exc:
+            raise ApiError(500, str(exc)) from None
+        etag = f'"{sha}"'
+        headers = {
+            "ETag": etag,
+            "X-Graft-Sha256": sha,
+            "X-Graft-Version": str(record["version"]),
+            "Content-Disposition": f'attachment; filename="{name}-{record["version"]}.tar.gz"',
+            "Cache-Control": "public, max-age=31536000, immutable" if ref.isdigit() else "no-cache",
+        }
+        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        headers["Content-Length"] = str(size)
+        chunks = store.storage.iter_range(key, 0, size - 1)
+        return StreamingResponse(
+            iterate_in_threadpool(chunks), 200, headers, media_type="application/gzip"
+        )
 
     catalog.add_routes(app, store)
     return app

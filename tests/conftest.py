@@ -10,22 +10,6 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DATA = Path(__file__).parent / "data"
-# Test files that use the EfficientNet-Lite0 digits run (``digits_run``): one xdist worker runs
-# them all, so the run is built once in the suite, and they are scheduled first.
-LITE0_DIGITS = pytest.mark.xdist_group("lite0_digits")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items) -> None:
-    """``make test`` runs ``--dist loadgroup``: each test file is one group (loadfile's
-    scheduling, so module and session fixtures are built once per file), except the files
-    marked ``LITE0_DIGITS``, which share one group that starts first (the longest)."""
-    for item in items:
-        if not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    first = [i for i in items if i.get_closest_marker("xdist_group").args == ("lite0_digits",)]
-    chosen = {id(i) for i in first}
-    items[:] = first + [i for i in items if id(i) not in chosen]
 
 
 @pytest.fixture(autouse=True)
@@ -99,10 +83,47 @@ def digit_files(digits_dir) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def digits_run(_shared_zoo_home, digits_dir, tmp_path_factory):
-    """One real run: efficientnet_lite0 features + head, 10 epochs, default settings. Files
-    using it are marked ``LITE0_DIGITS`` (built once in the suite)."""
+    """One real run: efficientnet_lite0 features + head, 10 epochs, default settings.
+
+    Built once for the whole suite: the first xdist worker to ask trains it in the session's
+    shared temporary folder under a file lock; the others wait and read the finished folder
+    (the xdist recipe for session fixtures; ``--dist loadgroup`` did not group tests with
+    pytest 9 and xdist 3.8 here)."""
+    from filelock import FileLock
+
     import graft
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRAFT_HOME", str(_shared_zoo_home))
-        return graft.train(digits_dir, out=tmp_path_factory.mktemp("runs") / "digits")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    target = shared / "lite0-digits-run"
+    with FileLock(str(shared / "lite0-digits-run.lock")):
+        if (target / "run.json").is_file():
+            return _read_run(target)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("GRAFT_HOME", str(_shared_zoo_home))
+            return graft.train(digits_dir, out=target)
+
+
+def _read_run(directory: Path):
+    """The ``Run`` of a finished run folder (what ``graft.train`` returned to its maker)."""
+    import dataclasses
+    import json
+
+    from graft.training.run import Run, TrainConfig, read_splits
+
+    splits, skipped = read_splits(directory)
+    config = json.loads((directory / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    run = json.loads((directory / "run.json").read_text())
+    return Run(
+        directory=directory,
+        config=TrainConfig(**{k: v for k, v in config.items() if k in fields}),
+        class_names=splits.class_names,
+        kind=splits.kind,
+        metrics=json.loads((directory / "metrics.json").read_text()),
+        history={},
+        timings=run["timings"],
+        skipped=skipped,
+        selection=run["selection"],
+        folds=run.get("folds"),
+    )

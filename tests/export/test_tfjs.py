@@ -11,9 +11,6 @@ import pytest
 
 from graft.errors import InvalidArgumentError
 from tests.browser import drive, loopback
-from tests.conftest import LITE0_DIGITS
-
-pytestmark = LITE0_DIGITS  # the shared digits run (tests/conftest.py)
 
 
 def _in_browser(folder: Path, x: np.ndarray, tmp_path: Path, backends=("cpu", "wasm")) -> dict:

@@ -14,9 +14,6 @@ import pytest
 
 import graft
 from graft.errors import InvalidArgumentError
-from tests.conftest import LITE0_DIGITS
-
-pytestmark = LITE0_DIGITS  # the shared digits run (tests/conftest.py)
 
 
 def _test_items(run, n: int) -> list[str]:

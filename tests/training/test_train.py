@@ -20,10 +20,7 @@ import graft
 from graft.errors import InvalidArgumentError, ModuleExistsError
 from graft.runs import compare, read_run
 from graft.training.run import read_splits
-from tests.conftest import LITE0_DIGITS
 from tests.test_quiet import native_lines
-
-pytestmark = LITE0_DIGITS  # the shared digits run (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -272,3 +272,29 @@ def test_openapi_documents_the_api(hub):
         "application/x-tar"
         in paths["/api/v1/modules/{name}/versions"]["post"]["requestBody"]["content"]
     )
+
+
+def test_a_label_table_of_earlier_versions_is_read_and_migrated(tmp_path, module_dir):
+    import json
+
+    from graft.hub.server.store import Store, Upload
+
+    archive = tmp_path / "m.tar"
+    sha, size = pack(module_dir, archive)
+    store = Store(tmp_path / "root")
+    store.publish("digits", Upload(archive, sha, size))
+    store.close()
+    objects = tmp_path / "root" / "objects" / "modules" / "digits"
+    (objects / "labels.json").write_text(json.dumps({"stable": 1, "prod": 1}))
+    store = Store(tmp_path / "root")
+    try:
+        assert store.module("digits")["labels"] == {"prod": 1, "stable": 1}
+        assert sorted(p.name for p in (objects / "labels").iterdir()) == [
+            "prod.json",
+            "stable.json",
+        ]
+        assert not (objects / "labels.json").exists()
+        assert store.delete_label("digits", "prod") == {"stable": 1}
+        assert not (objects / "labels" / "prod.json").exists()
+    finally:
+        store.close()

@@ -2,8 +2,11 @@
 
 Storage is the truth: ``blobs/<sha256>.tar`` (archives, shared by identical versions),
 ``modules/<name>/<version>.json`` (one record per version, created only if absent) and
-``modules/<name>/labels.json``. The SQLite file beside it is an index rebuilt from storage at
-start-up, plus download counters.
+``modules/<name>/labels/<label>.json`` (one object per label, so servers sharing a bucket can
+move different labels at the same time without losing a move; a label table read, changed and
+written back would drop the other server's change). The SQLite file beside it is an index
+rebuilt from storage at start-up, plus download counters. A ``modules/<name>/labels.json``
+table written by earlier versions is read too, and turned into per-label objects.
 """
 
 from __future__ import annotations
@@ -61,7 +64,11 @@ def _record_key(name: str, version: int) -> str:
     return f"modules/{name}/{version}.json"
 
 
-def _labels_key(name: str) -> str:
+def _label_key(name: str, label: str) -> str:
+    return f"modules/{name}/labels/{label}.json"
+
+
+def _legacy_labels_key(name: str) -> str:
     return f"modules/{name}/labels.json"
 
 
@@ -92,18 +99,29 @@ class Store:
     # -- index ----------------------------------------------------------------------------
     def reindex(self) -> int:
         """Rebuilds the index from storage; returns the number of versions found."""
-        records, labels = [], {}
+        records, labels, legacy = [], {}, {}
         for key in self.storage.list("modules/"):
             parts = key.split("/")
-            if len(parts) != 3 or not parts[2].endswith(".json"):
+            if not parts[-1].endswith(".json") or len(parts) not in (3, 4):
                 continue
             data = self.storage.get_bytes(key)
-            if data is None:
+            if data is None:  # deleted since it was listed
                 continue
-            if parts[2] == "labels.json":
-                labels[parts[1]] = json.loads(data)
-            else:
+            if len(parts) == 4 and parts[2] == "labels":
+                labels.setdefault(parts[1], {})[parts[3][: -len(".json")]] = json.loads(data)[
+                    "version"
+                ]
+            elif len(parts) == 3 and parts[2] == "labels.json":
+                legacy[parts[1]] = json.loads(data)
+            elif len(parts) == 3:
                 records.append(json.loads(data))
+        for name, table in legacy.items():  # the old single table: one object per label
+            for label, version in table.items():
+                if label not in labels.get(name, {}):
+                    document = json.dumps({"version": version}).encode()
+                    self.storage.put_bytes(_label_key(name, label), document, exclusive=True)
+                    labels.setdefault(name, {})[label] = version
+            self.storage.delete(_legacy_labels_key(name))
         with self._lock, self._db:  # one transaction: readers see the old or the new index
             self._db.execute("DELETE FROM versions")
             self._db.execute("DELETE FROM labels")
@@ -302,29 +320,30 @@ class Store:
         return record
 
     def set_label(self, name: str, label: str, version: int) -> dict[str, int]:
-        """Points a label at an existing version; returns the module's labels."""
+        """Points a label at an existing version; returns the module's labels.
+
+        Only this label's object is written: a server moving another label of the same module
+        at the same time (on a shared bucket) keeps its move.
+        """
         check_label(label)
         with self._lock:
             self.version(name, str(version))
-            table = self._labels(name)
-            table[label] = version
-            self.storage.put_bytes(_labels_key(name), json.dumps(table).encode())
+            document = json.dumps({"version": version}).encode()
+            self.storage.put_bytes(_label_key(name, label), document)
             with self._db:
                 self._db.execute(
                     "INSERT OR REPLACE INTO labels VALUES (?, ?, ?)", (name, label, version)
                 )
-            return dict(sorted(table.items()))
+            return self._labels(name)
 
     def delete_label(self, name: str, label: str) -> dict[str, int]:
         with self._lock:
-            table = self._labels(name)
-            if label not in table:
+            if label not in self._labels(name):
                 raise NotFound(f"{name!r} has no label {label!r}")
-            del table[label]
-            self.storage.put_bytes(_labels_key(name), json.dumps(table).encode())
+            self.storage.delete(_label_key(name, label))
             with self._db:
                 self._db.execute("DELETE FROM labels WHERE name = ? AND label = ?", (name, label))
-            return table
+            return self._labels(name)
 
     def yank(self, name: str, version: int, reason: str = "", undo: bool = False) -> dict:
         """Marks a version yanked (or not): ``latest`` skips yanked versions."""

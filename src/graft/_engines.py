@@ -1,11 +1,15 @@
-"""Fast CPU inference for Keras image networks: a cached TFLite conversion run by the LiteRT
-interpreter (XNNPACK) in micro-batches. Shared by feature extraction and ``graft serve``."""
+"""How graft runs networks: the runtime plan for this machine's devices (``plan_runtime``:
+TFLite on CPU-only machines, Keras with XLA where a GPU is visible), and fast CPU inference for
+Keras image networks, a cached TFLite conversion run by the LiteRT interpreter (XNNPACK) in
+micro-batches. Shared by feature extraction, ``graft serve`` and ``graft explain``."""
 
 from __future__ import annotations
 
 import logging
 import os
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,72 @@ def check_runtime(runtime: str) -> str:
             f"runtime must be 'auto', 'tflite' or 'keras'. {received(runtime=runtime)}"
         )
     return runtime
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """How graft runs networks on this machine (``plan_runtime``).
+
+    Attributes:
+        runtime: ``"tflite"`` (LiteRT + XNNPACK, CPU) or ``"keras"`` (TensorFlow, GPU or CPU).
+        jit_compile: compile Keras calls and training steps with XLA.
+        mixed_precision: the dtype policy fine-tuning computes in (``"mixed_float16"``), or
+            None for float32.
+        reason: one sentence, for logs and ``run.json``.
+    """
+
+    runtime: str
+    jit_compile: bool
+    mixed_precision: str | None
+    reason: str
+
+
+def plan_runtime(requested: str, kind: str, devices: Sequence[str]) -> RuntimePlan:
+    """The runtime for ``kind`` (``"image"`` or ``"text"``) networks given the device types
+    TensorFlow sees (``visible_devices()``, e.g. ``("CPU", "GPU")``).
+
+    ``auto`` on a machine with a GPU runs Keras there: XLA for images (fixed shapes, so one
+    compilation fuses convolutions, BatchNorm and activations) but not for texts (every batch
+    length would compile again), and float16 compute for fine-tuning (float32 weights and
+    softmax, loss scaling by Keras). Without a GPU, images go through TFLite with XNNPACK
+    (about 3x Keras on CPU, bench/RESULTS.md) and texts through Keras with length-cut batches.
+    An explicit ``tflite`` or ``keras`` is kept.
+
+    Example:
+        >>> plan_runtime("auto", "image", ("CPU",)).runtime
+        'tflite'
+        >>> plan = plan_runtime("auto", "image", ("CPU", "GPU"))
+        >>> plan.runtime, plan.jit_compile, plan.mixed_precision
+        ('keras', True, 'mixed_float16')
+    """
+    check_runtime(requested)
+    gpu = any(d.upper() == "GPU" for d in devices)
+    jit = gpu and kind == "image"
+    mixed = "mixed_float16" if gpu else None
+    if requested == "tflite":
+        return RuntimePlan("tflite", False, mixed, "TFLite, as asked (--runtime tflite)")
+    if requested == "keras":
+        where = "on the GPU" if gpu else "on the CPU"
+        return RuntimePlan("keras", jit, mixed, f"Keras {where}, as asked (--runtime keras)")
+    if gpu:
+        return RuntimePlan(
+            "keras",
+            jit,
+            mixed,
+            "a GPU is visible: Keras on the GPU"
+            + (" with XLA" if jit else "")
+            + ", float16 compute for fine-tuning",
+        )
+    if kind == "image":
+        return RuntimePlan("tflite", False, None, "no GPU: TFLite with XNNPACK on the CPU")
+    return RuntimePlan("keras", False, None, "no GPU: Keras on the CPU, batches cut to length")
+
+
+def visible_devices() -> tuple[str, ...]:
+    """The device types TensorFlow sees (``("CPU",)``, ``("CPU", "GPU")`` ...)."""
+    import tensorflow as tf
+
+    return tuple(sorted({d.device_type for d in tf.config.list_physical_devices()}))
 
 
 def tflite_file(model, key: str) -> Path:
@@ -97,12 +167,14 @@ class TFLiteEngine:
 def core_engine(core, manifest, runtime: str = "auto"):
     """The fastest way to run a module's float-image core (images in [0, 1] -> outputs): its
     TFLite conversion (cached by the module's model.keras sha256) unless ``runtime`` is
-    ``"keras"`` or conversion fails under ``"auto"``, else a compiled Keras call.
+    ``"keras"``, a GPU is visible under ``"auto"`` (``plan_runtime``), or conversion fails
+    under ``"auto"``; else a compiled Keras call (XLA on a GPU).
 
     Returns:
         A function of a float32 ``(n, h, w, 3)`` NumPy batch, returning a NumPy array.
     """
-    if runtime in ("auto", "tflite"):
+    plan = plan_runtime(runtime, "image", visible_devices() if runtime == "auto" else ())
+    if plan.runtime == "tflite":
         try:
             key = manifest.files["model.keras"].sha256 + "-core"
             return TFLiteEngine(tflite_file(core, key))
@@ -113,5 +185,9 @@ def core_engine(core, manifest, runtime: str = "auto"):
     import tensorflow as tf
 
     h, w = manifest.inputs.size
-    call = tf.function(core, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+    call = tf.function(
+        core,
+        input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)],
+        jit_compile=plan.jit_compile or None,
+    )
     return lambda batch: call(tf.constant(batch, tf.float32)).numpy()

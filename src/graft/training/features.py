@@ -35,7 +35,8 @@ class FeatureExtractor:
 
     Args:
         module_dir: the backbone module (feature-vector task).
-        runtime: ``"auto"`` (TFLite for images, Keras for text), ``"tflite"`` or ``"keras"``.
+        runtime: ``"auto"`` (``graft._engines.plan_runtime``: TFLite for images and Keras for
+            texts on CPU, Keras on a GPU), ``"tflite"`` or ``"keras"``.
         threads: interpreter threads (default: all cores).
         model: the module's Keras model, if the caller has already loaded it.
 
@@ -60,9 +61,11 @@ class FeatureExtractor:
         self.manifest = verify(self.module_dir)
         self.kind = self.manifest.inputs.kind
         self.model_sha = self.manifest.files["model.keras"].sha256
-        if runtime == "auto":
-            runtime = "tflite" if self.kind == "image" else "keras"
-        self.runtime = runtime
+        from graft._engines import plan_runtime, visible_devices
+
+        devices = visible_devices() if runtime == "auto" else ()
+        self.plan = plan_runtime(runtime, self.kind, devices)
+        self.runtime = self.plan.runtime
         self.threads = threads or os.cpu_count() or 1
         size = self.manifest.inputs.size
         self.preprocess_key = _sha(f"{self.kind}|{size}|{self._decoder_version()}".encode())[:16]
@@ -116,7 +119,16 @@ class FeatureExtractor:
                         model(tf.constant(list(texts), tf.string), training=False)
                     )
             return self._engine(batch)
-        return np.asarray(self.keras_model()(batch, training=False))
+        if self._engine is None:  # images on Keras: one compiled call (XLA on a GPU)
+            import tensorflow as tf
+
+            model = self.keras_model()
+            self._engine = tf.function(
+                lambda x: model(x, training=False),
+                jit_compile=self.plan.jit_compile or None,
+                reduce_retracing=True,
+            )
+        return np.asarray(self._engine(batch))
 
     # -- extraction -------------------------------------------------------------------------
     def _read(self, items: Sequence[str]) -> tuple[list[str], list]:

@@ -87,11 +87,12 @@ def fine_tune(
     """
     import keras
 
+    from graft._engines import plan_runtime, visible_devices
     from graft.data.images import read_inputs
     from graft.models.transfer import set_trainable, set_trainable_layers
     from graft.training.assemble import tuning_model
     from graft.training.features import ActivationExtractor
-    from graft.training.head import compile_classifier, warmup_cosine
+    from graft.training.head import compile_classifier, mixed_precision, warmup_cosine
     from graft.training.loop import run_stage
     from graft.training.pipeline import make_dataset
 
@@ -186,22 +187,25 @@ def fine_tune(
 
         validation = make_dataset(kind, raw["val"], onehot["val"], config.batch_size, size=size)
         val_input = validation.map(lambda x, y: x)
-    compile_classifier(tune, schedule, config.label_smoothing)
-    start_val = _accuracy(tune, val_input, labels["val"])
-    tuned, state = run_stage(
-        stage="finetune",
-        model=tune,
-        run_dir=run_dir,
-        epochs=config.fine_tune_epochs,
-        seed=config.seed,
-        train_data=epoch_data,
-        validation_data=validation,
-        patience=config.patience,
-        resume=resume,
-        on_epoch=on_epoch,
-        pruning=pruning_for(config.fine_tune_epochs, steps),
-        steps_per_epoch=steps,
-    )
+    plan = plan_runtime(config.runtime, kind, visible_devices())
+    info["compute"] = plan.reason
+    with mixed_precision(tune, plan.mixed_precision):
+        compile_classifier(tune, schedule, config.label_smoothing, jit_compile=plan.jit_compile)
+        start_val = _accuracy(tune, val_input, labels["val"])
+        tuned, state = run_stage(
+            stage="finetune",
+            model=tune,
+            run_dir=run_dir,
+            epochs=config.fine_tune_epochs,
+            seed=config.seed,
+            train_data=epoch_data,
+            validation_data=validation,
+            patience=config.patience,
+            resume=resume,
+            on_epoch=on_epoch,
+            pruning=pruning_for(config.fine_tune_epochs, steps),
+            steps_per_epoch=steps,
+        )
     if tuned is not tune:  # reloaded from a checkpoint: bring the weights home
         _copy_weights(tuned, backbone)
         _copy_weights(tuned, head)

@@ -8,7 +8,8 @@ hidden layers, pruning and quantization-aware training.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,10 +59,13 @@ def build_head(
     return model
 
 
-def compile_classifier(model, learning_rate, label_smoothing: float) -> None:
+def compile_classifier(
+    model, learning_rate, label_smoothing: float, jit_compile: bool | str = "auto"
+) -> None:
     """Adam + categorical cross-entropy with label smoothing + accuracy.
 
-    ``learning_rate`` may be a number or a Keras schedule.
+    ``learning_rate`` may be a number or a Keras schedule; ``jit_compile`` as Keras takes it
+    (``graft._engines.plan_runtime`` turns XLA on where a GPU is visible).
     """
     import keras
 
@@ -69,7 +73,37 @@ def compile_classifier(model, learning_rate, label_smoothing: float) -> None:
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
+
+
+@contextlib.contextmanager
+def mixed_precision(model, policy: str | None) -> Iterator[None]:
+    """Runs ``model`` with a mixed dtype policy (``"mixed_float16"`` on GPUs,
+    ``"mixed_bfloat16"``) while the block runs: every layer computes in the lower precision
+    with float32 variables, except the last layer (the softmax stays float32); Keras scales
+    the loss for float16 when the model is compiled inside the block. Every layer's policy is
+    restored afterwards, so what is saved is float32. ``None`` changes nothing.
+
+    Example:
+        >>> with mixed_precision(model, "mixed_float16"):  # doctest: +SKIP
+        ...     model.compile(...); model.fit(...)
+    """
+    if policy is None:
+        yield
+        return
+    everything = list(model._flatten_layers(include_self=True))
+    before = [(layer, layer.dtype_policy) for layer in everything]
+    last = model.layers[-1]
+    keep = {id(layer) for layer in last._flatten_layers(include_self=True)}
+    try:
+        for layer in everything:
+            if id(layer) not in keep:
+                layer.dtype_policy = policy  # the model itself too: compile reads it
+        yield
+    finally:
+        for layer, original in before:
+            layer.dtype_policy = original
 
 
 def warmup_cosine(learning_rate: float, total_steps: int, warmup_fraction: float = 0.1):

@@ -3,9 +3,9 @@
 For image backbones the Keras model is converted once to TFLite and run by the LiteRT
 interpreter with XNNPACK (about 3x Keras ``predict`` on CPU, see bench/RESULTS.md); Keras is
 the fallback. Texts are tokenized, sorted by length and run in batches cut to their longest
-text (``graft.models.text.TextEngine``). Vectors are cached as
-``$GRAFT_HOME/features/<model sha>/<preprocessing hash>/<example sha>.npy`` and reused across
-epochs, runs and split changes.
+text (``graft.models.text.TextEngine``). Vectors are cached under
+``$GRAFT_HOME/features/<model sha>/<preprocessing hash>/`` by example sha256, in sharded chunk
+files (``vector_store.VectorStore``), and reused across epochs, runs and split changes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from graft import config
 
 log = logging.getLogger(__name__)
 BATCH = 32
+FLUSH_BYTES = 64 << 20  # computed vectors written to the cache as one shard per this many bytes
 
 
 def _sha(data: bytes) -> str:
@@ -150,41 +150,37 @@ class FeatureExtractor:
 
         Decoding of the next batch overlaps with inference on the current one.
         """
+        from graft.training.vector_store import VectorStore
+
         items = list(items)
         keys, raw = self._read(items)
-        out = np.zeros((len(items), *self.output_shape), np.float32)
-        todo = []
-        for i, key in enumerate(keys):
-            path = self.cache_dir / key[:2] / f"{key}.npy"
-            if path.is_file():
-                out[i] = np.load(path)
-            else:
-                todo.append(i)
+        store = VectorStore(self.cache_dir, self.output_shape)
+        found, out = store.get(keys)
+        todo = np.flatnonzero(~found).tolist()
         if progress:
             progress(len(items) - len(todo))
         # Texts go to the engine in large chunks: it sorts them by length and batches them.
         step = BATCH * 16 if self.kind == "text" else BATCH
         chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
+        flush_rows = max(1, FLUSH_BYTES // (4 * int(np.prod(self.output_shape))))
+        done: list[int] = []  # computed, not yet in the store
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._prepare, [raw[i] for i in chunks[0]]) if chunks else None
-            for n, chunk in enumerate(chunks):
-                batch = pending.result()
-                if n + 1 < len(chunks):
-                    pending = pool.submit(self._prepare, [raw[i] for i in chunks[n + 1]])
-                vectors = self._run(batch)
-                for i, vector in zip(chunk, vectors, strict=True):
-                    out[i] = vector
-                    self._store(keys[i], vector)
-                if progress:
-                    progress(len(chunk))
+            try:
+                for n, chunk in enumerate(chunks):
+                    batch = pending.result()
+                    if n + 1 < len(chunks):
+                        pending = pool.submit(self._prepare, [raw[i] for i in chunks[n + 1]])
+                    out[chunk] = self._run(batch)
+                    done += chunk
+                    if len(done) >= flush_rows:  # one shard per ~64 MB, not per batch
+                        store.put([keys[i] for i in done], out[done])
+                        done = []
+                    if progress:
+                        progress(len(chunk))
+            finally:  # what was computed stays cached, even if a later batch fails
+                store.put([keys[i] for i in done], out[done])
         return out
-
-    def _store(self, key: str, vector: np.ndarray) -> None:
-        path = self.cache_dir / key[:2] / f"{key}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{uuid.uuid4().hex}.npy")
-        np.save(tmp, vector.astype(np.float32))
-        os.replace(tmp, path)
 
 
 class ActivationExtractor(FeatureExtractor):

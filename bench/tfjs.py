@@ -45,7 +45,7 @@ def main() -> None:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from tests.browser import drive, loopback
+    from tests.browser import predict_in_browser
 
     from graft.export import export
     from graft.export.compare import sizes
@@ -67,19 +67,8 @@ def main() -> None:
     ex = load_exportable(module)
     x = ex.prepare(items)
     reference = ex.core.predict_on_batch(x)
-    data = WORK / "input"
-    data.mkdir()
-    (data / "input.bin").write_bytes(np.ascontiguousarray(x, np.float32).tobytes())
-    with loopback({"/export": folder, "/data": data}) as base:
-        request = {
-            "mode": "predict",
-            "base": base,
-            "model": "/export/model.json",
-            "input": "/data/input.bin",
-            "shape": list(x.shape),
-            "backends": ["wasm", "cpu"],
-        }
-        answer = drive(request, WORK / "profile", timeout=900)
+    answer = predict_in_browser(folder, x, WORK, backends=("wasm", "cpu"))
+    assert answer["errors"] == [], answer["errors"]
     keras_ms = _median_ms(lambda b: ex.core.predict_on_batch(b), x[:1])
     lite = Runner(WORK / "export" / "model.tflite", threads=1)
     lite_ms = _median_ms(lite, x[:1])

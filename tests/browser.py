@@ -128,3 +128,23 @@ def drive(request: dict, profile: Path, timeout: float = 300) -> dict:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
+
+
+def predict_in_browser(folder: Path, x, work: Path, backends=("cpu", "wasm")) -> dict:
+    """Runs the TF.js graph model in ``folder`` on the float32 batch ``x`` in Chromium, per
+    backend: ``{backend: {"backend", "outputs": {name: rows}, "ms_p50"}, "errors": [...]}``."""
+    import numpy as np
+
+    data = work / "input"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "input.bin").write_bytes(np.ascontiguousarray(x, np.float32).tobytes())
+    with loopback({"/export": folder, "/data": data}) as base:
+        request = {
+            "mode": "predict",
+            "base": base,
+            "model": "/export/model.json",
+            "input": "/data/input.bin",
+            "shape": list(x.shape),
+            "backends": list(backends),
+        }
+        return drive(request, work / "profile", timeout=900)

@@ -10,23 +10,11 @@ import numpy as np
 import pytest
 
 from graft.errors import InvalidArgumentError
-from tests.browser import drive, loopback
+from tests.browser import drive, loopback, predict_in_browser
 
 
-def _in_browser(folder: Path, x: np.ndarray, tmp_path: Path, backends=("cpu", "wasm")) -> dict:
-    data = tmp_path / "input"
-    data.mkdir()
-    (data / "input.bin").write_bytes(np.ascontiguousarray(x, np.float32).tobytes())
-    with loopback({"/export": folder, "/data": data}) as base:
-        request = {
-            "mode": "predict",
-            "base": base,
-            "model": "/export/model.json",
-            "input": "/data/input.bin",
-            "shape": list(x.shape),
-            "backends": list(backends),
-        }
-        answer = drive(request, tmp_path / "profile")
+def _in_browser(folder: Path, x: np.ndarray, tmp_path: Path) -> dict:
+    answer = predict_in_browser(folder, x, tmp_path)
     assert answer.pop("errors") == []
     return answer
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 
 import httpx
-import pytest
 
 from graft.data.images import image_bytes
 from graft.serve import ServeOptions
@@ -38,18 +37,8 @@ def _b64(path) -> dict:
     return {"b64": base64.b64encode(image_bytes(path)).decode()}
 
 
-@pytest.fixture(scope="module")
-def server(tiny_module, tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    add_version(root, "digits", 1, tiny_module)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRAFT_HOME", str(tmp_path_factory.mktemp("serve_engines")))
-        with ServeServer(options(root)) as server:
-            server.wait_ready()
-            yield server
-
-
-def test_counts_go_up_by_exactly_the_requests_made(server, digit_files):
+def test_counts_go_up_by_exactly_the_requests_made(served, digit_files):
+    server = served  # this module's own server: its counts start here
     count = ":tensorflow:serving:request_count"
     before = scrape(server)
     url = f"{server.url}/v1/models/digits"

@@ -70,12 +70,13 @@ def compressed(store, record: dict) -> tuple[str, str, int]:
                             f.write(chunk)
                 out = Path(tmp) / "out.tar.gz"
                 _convert(archive, out)
-                data = out.read_bytes()
-                sha = hashlib.sha256(data).hexdigest()
-                staged = Path(tmp) / "staged.tar.gz"
-                staged.write_bytes(data)
-                store.storage.put_file(_blob_key(archive_sha, sha), staged)
-            document = json.dumps({"sha256": sha, "size": len(data)}).encode()
+                digest, size = hashlib.sha256(), out.stat().st_size
+                with open(out, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                sha = digest.hexdigest()
+                store.storage.put_file(_blob_key(archive_sha, sha), out)
+            document = json.dumps({"sha256": sha, "size": size}).encode()
             store.storage.put_bytes(_pointer_key(archive_sha), document, exclusive=True)
             pointer = store.storage.get_bytes(_pointer_key(archive_sha))  # the first one wins
             log.info("made the TF Hub SavedModel of %s@%s", record["name"], record["version"])

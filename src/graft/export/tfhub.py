@@ -10,7 +10,6 @@ by task. graft hub makes one per module version on first request and caches it
 
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
@@ -68,11 +67,11 @@ def write(module_dir: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def tar_gz(folder: Path) -> bytes:
-    """The folder's files as a gzipped tar with the SavedModel at its root (``saved_model.pb``,
-    ``variables/``), as ``?tf-hub-format=compressed`` answers; fixed times, sorted names."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+def write_tar_gz(folder: Path, dest: Path) -> Path:
+    """Writes the folder's files as a gzipped tar with the SavedModel at its root
+    (``saved_model.pb``, ``variables/``), as ``?tf-hub-format=compressed`` answers; fixed
+    times and owners, sorted names, streamed to ``dest``."""
+    with tarfile.open(dest, mode="w:gz", compresslevel=6) as tar:
         for path in sorted(folder.rglob("*")):
             info = tar.gettarinfo(str(path), arcname=str(path.relative_to(folder)))
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
@@ -81,4 +80,4 @@ def tar_gz(folder: Path) -> bytes:
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
-    return buffer.getvalue()
+    return dest

@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         extract(archive, module)  # checked members, verified checksums
         saved = tfhub.write(module, Path(tmp) / "saved_model")
         partial = out.with_name(out.name + ".part")
-        partial.write_bytes(tfhub.tar_gz(saved))
+        tfhub.write_tar_gz(saved, partial)
         partial.replace(out)
     return 0
 

@@ -67,7 +67,7 @@ def main() -> None:
     ex = load_exportable(module)
     x = ex.prepare(items)
     reference = ex.core.predict_on_batch(x)
-    answer = predict_in_browser(folder, x, WORK, backends=("wasm", "cpu"))
+    answer = predict_in_browser(folder, x, WORK, backends=("wasm", "cpu"), timing=True)
     assert answer["errors"] == [], answer["errors"]
     keras_ms = _median_ms(lambda b: ex.core.predict_on_batch(b), x[:1])
     lite = Runner(WORK / "export" / "model.tflite", threads=1)

@@ -130,9 +130,12 @@ def drive(request: dict, profile: Path, timeout: float = 300) -> dict:
     return json.loads(out.stdout)
 
 
-def predict_in_browser(folder: Path, x, work: Path, backends=("cpu", "wasm")) -> dict:
+def predict_in_browser(
+    folder: Path, x, work: Path, backends=("cpu", "wasm"), timing: bool = False
+) -> dict:
     """Runs the TF.js graph model in ``folder`` on the float32 batch ``x`` in Chromium, per
-    backend: ``{backend: {"backend", "outputs": {name: rows}, "ms_p50"}, "errors": [...]}``."""
+    backend: ``{backend: {"backend", "outputs": {name: rows}, "ms_p50"}, "errors": [...]}``
+    (``ms_p50``: one example's latency, measured when ``timing``)."""
     import numpy as np
 
     data = work / "input"
@@ -146,5 +149,6 @@ def predict_in_browser(folder: Path, x, work: Path, backends=("cpu", "wasm")) ->
             "input": "/data/input.bin",
             "shape": list(x.shape),
             "backends": list(backends),
+            "timing": timing,
         }
         return drive(request, work / "profile", timeout=900)

@@ -21,7 +21,8 @@ def _test_items(run, n: int) -> list[str]:
         return [row["item"] for row in csv.DictReader(f)][:n]
 
 
-def test_default_image_explanation_beats_random_deletion_on_most_digits(digits_run):
+# zoo_home (the session's GRAFT_HOME): the module's TFLite core is converted once for these.
+def test_default_image_explanation_beats_random_deletion_on_most_digits(digits_run, zoo_home):
     items = _test_items(digits_run, 50)
     results = graft.explain(digits_run.directory, items, check=True)
     predicted = graft.predict(digits_run.directory, items)
@@ -40,7 +41,7 @@ def test_default_image_explanation_beats_random_deletion_on_most_digits(digits_r
     assert check.top_score < check.random_score - 0.15
 
 
-def test_gradcam_is_more_faithful_than_random_on_digits(digits_run):
+def test_gradcam_is_more_faithful_than_random_on_digits(digits_run, zoo_home):
     items = _test_items(digits_run, 50)
     results = graft.explain(digits_run.directory, items, method="gradcam", check=True)
     assert results[0].method == "gradcam" and results[0].attribution.shape == (224, 224)
@@ -52,7 +53,7 @@ def test_gradcam_is_more_faithful_than_random_on_digits(digits_run):
     assert check.score_win_rate >= 0.6 and check.win_rate >= 0.6
 
 
-def test_shap_on_images_adds_up_to_the_probability_change(digits_run):
+def test_shap_on_images_adds_up_to_the_probability_change(digits_run, zoo_home):
     items = _test_items(digits_run, 1)
     results = graft.explain(digits_run.directory, items, method="shap", max_evals=60)
     from graft.data.images import load_images
@@ -72,7 +73,7 @@ def test_shap_on_images_adds_up_to_the_probability_change(digits_run):
         assert e.attribution.max() > 0
 
 
-def test_cli_writes_overlays_gallery_and_json_that_render(digits_run, tmp_path):
+def test_cli_writes_overlays_gallery_and_json_that_render(digits_run, tmp_path, zoo_home):
     from PIL import Image
 
     from tests.browser import chromium, dump_dom

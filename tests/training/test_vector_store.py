@@ -105,6 +105,7 @@ def test_feature_extractor_fills_and_reuses_the_store(tmp_path, zoo_home, digit_
     from tests import _tiny_zoo  # noqa: F401
 
     fx = FeatureExtractor(resolve("tiny_cnn.test"))
+    fx.cache_dir = tmp_path / "features"  # not the session's cache other tests filled
     files = [str(p) for p in digit_files[:12]]
     first = fx(files[:8])
     computed = []

@@ -73,6 +73,28 @@ def test_decoding_matches_pillow(tmp_path):
     np.testing.assert_allclose(ours * 255, np.asarray(Image.open(path)), atol=0.51)
 
 
+def test_decoding_without_tensorflow_matches_tensorflow(tmp_path):
+    """``decode_resize_pil`` (for workers without TensorFlow) against the TF decoder, shrinking
+    and enlarging, every format; JPEG differs by libjpeg's DCT (see its docstring)."""
+    from sklearn.datasets import load_sample_images
+
+    from graft.data.images import decode_resize_pil
+
+    write_mixed_folder(tmp_path / "mixed")
+    files = sorted((tmp_path / "mixed").rglob("*.*"))
+    for photo, array in enumerate(load_sample_images().images):  # 427x640 photos
+        Image.fromarray(array).save(tmp_path / f"photo{photo}.png")
+        Image.fromarray(array).save(tmp_path / f"photo{photo}.jpg", quality=90)
+        files += [tmp_path / f"photo{photo}.png", tmp_path / f"photo{photo}.jpg"]
+    for size in [(224, 224), (16, 16), (64, 48), (500, 700)]:
+        reference = load_images(files, size)
+        for path, expected in zip(files, reference, strict=True):
+            ours = decode_resize_pil(image_bytes(path), size)
+            assert ours.shape == (*size, 3) and ours.dtype == np.float32
+            bound = 6.5 / 255 if path.suffix == ".jpg" else 5e-5  # JPEG: 6/255 apart at most
+            assert np.abs(ours - expected).max() < bound, (path.name, size)
+
+
 def test_cmyk_and_webp_are_converted(tmp_path):
     _image("CMYK", 2).save(tmp_path / "c.jpg")
     _image("RGB", 3).save(tmp_path / "w.webp")

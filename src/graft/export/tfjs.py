@@ -119,6 +119,8 @@ def graph_model(function, *, metadata: dict | None = None, shard_bytes: int = SH
     import tensorflow as tf
     from google.protobuf import json_format
 
+    from graft import __version__
+
     graph_def, inputs, outputs = freeze(function)
     weights, chunks = [], []
     for node in graph_def.node:
@@ -156,7 +158,7 @@ def graph_model(function, *, metadata: dict | None = None, shard_bytes: int = SH
     document = {
         "format": "graph-model",
         "generatedBy": tf.__version__,
-        "convertedBy": f"graft {_version()}",
+        "convertedBy": f"graft {__version__}",
         "signature": signature,
         "modelTopology": json_format.MessageToDict(graph_def),
         "weightsManifest": [{"paths": paths, "weights": weights}],
@@ -164,15 +166,6 @@ def graph_model(function, *, metadata: dict | None = None, shard_bytes: int = SH
     if metadata:
         document["userDefinedMetadata"] = metadata
     return document, shards
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("graft")
-    except PackageNotFoundError:
-        return "dev"
 
 
 def write_graph_model(
@@ -215,7 +208,7 @@ def read_graph_model(path: str | Path) -> Callable[[np.ndarray], dict[str, np.nd
         data = b"".join((path / p).read_bytes() for p in group["paths"])
         offset = 0
         for weight in group["weights"]:
-            stored = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}[weight["dtype"]]
+            stored = dict(_WEIGHT_DTYPES.values())[weight["dtype"]]  # TF.js dtype -> numpy
             count = int(np.prod(weight["shape"], dtype=np.int64))
             size = count * np.dtype(stored).itemsize
             value = np.frombuffer(data[offset : offset + size], stored).reshape(weight["shape"])

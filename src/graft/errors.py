@@ -48,6 +48,11 @@ class ModuleExistsError(GraftError, FileExistsError):
     """A module would be written over an existing directory without ``overwrite=True``."""
 
 
+class WorkerFailedError(GraftError, ConnectionError):
+    """Another worker of a distributed run stopped responding, or a collective operation
+    timed out."""
+
+
 class MissingDependencyError(GraftError, ImportError):
     """An optional package is needed for this feature."""
 

@@ -166,6 +166,11 @@ def train(
         _train_tasks(data, model, out, label_column, labels, text_column, class_weight, seed)
         return
     (label_column,) = label_column
+    from graft.training.distributed import cluster_from_env
+
+    cluster = cluster_from_env()
+    if cluster is not None and not cluster.is_chief:  # the chief tracks and registers
+        tracking_uri, track, register, alias = None, False, None, None
     tracker = start_tracking(tracking_uri, track, tracking_optional, register, alias)
     splits = load_splits(
         data,
@@ -208,6 +213,12 @@ def train(
             prune_sparsity=prune_sparsity,
             prune_initial=prune_initial,
         )
+    if run is None:
+        console.print(
+            f"Worker {cluster.task} of {cluster.workers}: fine-tuning done; the chief writes "
+            "the run folder, the module and the report."
+        )
+        return
     if run.folds:
         f = run.folds
         per_fold = ", ".join(f"{r['accuracy']:.4f}" for r in f["per_fold"])

@@ -90,12 +90,19 @@ def fine_tune(
     from graft._engines import plan_runtime, visible_devices
     from graft.data.images import read_inputs
     from graft.models.transfer import set_trainable, set_trainable_layers
+    from graft.training import distributed
     from graft.training.assemble import tuning_model
     from graft.training.features import ActivationExtractor
-    from graft.training.head import compile_classifier, mixed_precision, warmup_cosine
-    from graft.training.loop import run_stage
+    from graft.training.head import warmup_cosine
     from graft.training.pipeline import make_dataset
 
+    cluster = distributed.active()
+    batch_size = config.batch_size
+    global_train = len(splits.train)
+    if cluster is not None:  # this worker's shard of every split, a share of every batch
+        splits = shard_splits(splits, cluster)
+        onehot = {k: v[cluster.rank :: cluster.workers] for k, v in onehot.items()}
+        batch_size = config.batch_size // cluster.workers
     kind = splits.kind
     size = tuple(backbone.input.shape[1:3]) if kind == "image" else None
     if config.fine_tune_blocks:
@@ -110,7 +117,10 @@ def fine_tune(
     cut = None
     if config.augment == "none" and kind == "image" and first is not None:
         cut = boundary_split(backbone, first)
-    steps = -(-len(onehot["train"]) // config.batch_size)
+    if cluster is not None:
+        steps = distributed.global_steps(global_train, config.batch_size, cluster)
+    else:
+        steps = -(-len(onehot["train"]) // config.batch_size)
     schedule = warmup_cosine(config.fine_tune_lr, steps * config.fine_tune_epochs)
     info = {
         "blocks": config.fine_tune_blocks,
@@ -131,7 +141,7 @@ def fine_tune(
             order = np.random.default_rng([config.seed, 7919, epoch]).permutation(
                 len(acts["train"])
             )
-            return acts["train"][order], onehot["train"][order], config.batch_size
+            return acts["train"][order], onehot["train"][order], batch_size
 
         validation = (acts["val"], onehot["val"])
         val_input = acts["val"]
@@ -155,14 +165,14 @@ def fine_tune(
                 text_batches.dataset(
                     tokens["train"],
                     onehot["train"],
-                    config.batch_size,
+                    batch_size,
                     seed=config.seed * 7919 + epoch,
                     augment=config.augment,
                     ids=ids,
                 ),
             )
 
-        validation = text_batches.dataset(tokens["val"], onehot["val"], config.batch_size)
+        validation = text_batches.dataset(tokens["val"], onehot["val"], batch_size)
         val_input = validation.map(lambda x, y: x)
         labels["val"] = np.concatenate([y.numpy().argmax(1) for _, y in validation])
     else:
@@ -177,7 +187,7 @@ def fine_tune(
                     kind,
                     raw["train"],
                     onehot["train"],
-                    config.batch_size,
+                    batch_size,
                     size=size,
                     shuffle_seed=config.seed * 7919 + epoch,
                     augment_seed=augment,
@@ -185,10 +195,84 @@ def fine_tune(
                 ),
             )
 
-        validation = make_dataset(kind, raw["val"], onehot["val"], config.batch_size, size=size)
+        validation = make_dataset(kind, raw["val"], onehot["val"], batch_size, size=size)
         val_input = validation.map(lambda x, y: x)
     plan = plan_runtime(config.runtime, kind, visible_devices())
     info["compute"] = plan.reason
+    if cluster is not None:
+        tuned, state, start = distributed.run_stage(
+            stage="finetune",
+            model=tune,
+            run_dir=run_dir,
+            epochs=config.fine_tune_epochs,
+            seed=config.seed,
+            train_data=epoch_data,
+            validation_data=validation,
+            batch_size=batch_size,
+            steps=steps,
+            learning_rate=schedule,
+            label_smoothing=config.label_smoothing,
+            cluster=cluster,
+            patience=config.patience,
+            on_epoch=on_epoch,
+            jit_compile=plan.jit_compile,
+        )
+        start_val = start["accuracy"]
+        info["compute"] += (
+            f"; data-parallel on {cluster.workers} workers (MultiWorkerMirroredStrategy, "
+            f"{batch_size} examples per worker and step, float32)"
+        )
+    else:
+        tuned, state, start_val = _run_local(
+            config,
+            tune,
+            schedule,
+            plan,
+            val_input,
+            labels,
+            run_dir,
+            epoch_data,
+            validation,
+            resume,
+            on_epoch,
+            pruning_for,
+            steps,
+        )
+    if tuned is not tune:  # reloaded from a checkpoint: bring the weights home
+        _copy_weights(tuned, backbone)
+        _copy_weights(tuned, head)
+    best = float(state.best[0]) if state.best_epoch >= 0 else start_val
+    info.update(best_epoch=state.best_epoch + 1, start_val_accuracy=start_val)
+    return FineTuneResult(
+        backbone=backbone,
+        head=head,
+        val_accuracy=best,
+        start_val_accuracy=start_val,
+        history=dict(state.history),
+        info=info,
+    )
+
+
+def _run_local(
+    config,
+    tune,
+    schedule,
+    plan,
+    val_input,
+    labels,
+    run_dir,
+    epoch_data,
+    validation,
+    resume,
+    on_epoch,
+    pruning_for,
+    steps,
+):
+    """The stage in this process: Keras ``fit`` epochs (``loop.run_stage``), mixed precision
+    where the plan asks for it."""
+    from graft.training.head import compile_classifier, mixed_precision
+    from graft.training.loop import run_stage
+
     with mixed_precision(tune, plan.mixed_precision):
         compile_classifier(tune, schedule, config.label_smoothing, jit_compile=plan.jit_compile)
         start_val = _accuracy(tune, val_input, labels["val"])
@@ -206,16 +290,16 @@ def fine_tune(
             pruning=pruning_for(config.fine_tune_epochs, steps),
             steps_per_epoch=steps,
         )
-    if tuned is not tune:  # reloaded from a checkpoint: bring the weights home
-        _copy_weights(tuned, backbone)
-        _copy_weights(tuned, head)
-    best = float(state.best[0]) if state.best_epoch >= 0 else start_val
-    info.update(best_epoch=state.best_epoch + 1, start_val_accuracy=start_val)
-    return FineTuneResult(
-        backbone=backbone,
-        head=head,
-        val_accuracy=best,
-        start_val_accuracy=start_val,
-        history=dict(state.history),
-        info=info,
-    )
+    return tuned, state, start_val
+
+
+def shard_splits(splits: DataSplits, cluster) -> DataSplits:
+    """Every split cut to ``cluster``'s shard (every W-th example from the worker's rank)."""
+    from dataclasses import replace
+
+    def cut(part):
+        return replace(
+            part, items=tuple(cluster.shard(part.items)), labels=tuple(cluster.shard(part.labels))
+        )
+
+    return DataSplits(*(cut(part) for part in splits.named().values()))

@@ -309,7 +309,7 @@ def train(
     resume: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     **settings,
-) -> Run:
+) -> Run | None:
     """Trains a classifier on a pretrained backbone and evaluates it on the test split.
 
     Stage 1 computes backbone features once (cached) and fits the head on them: by default a
@@ -329,19 +329,23 @@ def train(
         progress: called as ``progress(stage, done, total)``.
         **settings: fields of ``TrainConfig`` (head, fine_tune_blocks, augment, folds...).
 
+    When ``TF_CONFIG`` describes a cluster, fine-tuning runs data-parallel on every worker
+    (``graft.training.distributed``); the chief writes ``out`` and the other workers return
+    ``None``.
+
     Returns:
-        The ``Run``: module, metrics, report path.
+        The ``Run``: module, metrics, report path (``None`` on a worker other than the chief
+        of a distributed run).
 
     Raises:
         InvalidArgumentError: bad settings, a backbone of the wrong kind for the data.
         ModuleExistsError: ``out`` holds another run and ``resume`` is false.
+        WorkerFailedError: another worker of a distributed run stopped responding.
 
     Example:
         >>> run = train("data/digits", epochs=10, out="runs/digits")  # doctest: +SKIP
         >>> print(run.metrics["accuracy"], run.report)  # doctest: +SKIP
     """
-    import graft.data
-
     unknown = set(settings) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         raise InvalidArgumentError(
@@ -359,7 +363,31 @@ def train(
             f"{received(fine_tune_blocks=config.fine_tune_blocks)}"
         )
     out = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-    _prepare_run_dir(out, resume, config)  # checks only: nothing is written before the data
+    from graft.training import distributed
+
+    cluster = distributed.cluster_from_env()
+    worker_dir = None
+    if cluster is not None:
+        distributed.check_settings(config, cluster, resume)
+        distributed.strategy()  # before any TensorFlow operation; waits for every worker
+    if cluster is not None and not cluster.is_chief:  # writes nothing in the run folder
+        import tempfile
+
+        worker_dir = out = Path(tempfile.mkdtemp(prefix=f"graft-{cluster.task.replace(':', '')}-"))
+    else:
+        _prepare_run_dir(out, resume, config)  # checks only: nothing is written before the data
+    try:
+        return _train(data, config, out, resume, backbone_dir, backbone_manifest, progress)
+    finally:
+        if worker_dir is not None:
+            import shutil
+
+            shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def _train(data, config, out, resume, backbone_dir, backbone_manifest, progress) -> Run | None:
+    import graft.data
+
     kind = FEATURE_TASKS[backbone_manifest.task]
 
     def check_kind(splits: DataSplits) -> None:

@@ -209,9 +209,9 @@ def fit_split(
     backbone_dir: Path,
     progress: Progress,
     unlabeled: tuple[str, ...] = (),
-) -> SplitFit:
+) -> SplitFit | None:
     """Head, optional pseudo-labels and fine-tuning, and the choice between them, on one
-    split."""
+    split (``None`` on a distributed run's worker other than the chief, after fine-tuning)."""
     from graft.module.io import load
     from graft.training.finetune import fine_tune
 
@@ -263,6 +263,10 @@ def fit_split(
             pruning_for=lambda e, s: _pruning(config, e, s),
         )
         timings["finetune_s"] = time.perf_counter() - start
+        from graft.training import distributed
+
+        if (cluster := distributed.active()) is not None and not cluster.is_chief:
+            return None  # the chief evaluates and writes
         history["finetune"] = tuned.history
         selection["finetune"] = {"val_accuracy": tuned.val_accuracy, **tuned.info}
         head_val = head.val_accuracy if head.val_accuracy is not None else -1.0
@@ -347,8 +351,9 @@ def fit_all(
     backbone_dir: Path,
     skipped: tuple[Skipped, ...],
     progress: Progress,
-) -> Run:
-    """One split (train/val/test), or ``config.folds`` folds plus a final fit on all data."""
+) -> Run | None:
+    """One split (train/val/test), or ``config.folds`` folds plus a final fit on all data
+    (``None`` on a distributed run's worker other than the chief)."""
     from graft.training.features import FeatureExtractor
 
     extractor = FeatureExtractor(backbone_dir, runtime=config.runtime)
@@ -367,6 +372,8 @@ def fit_all(
             out, config, splits, backbone_dir, skipped, progress, store, timings, unlabeled
         )
     fit = fit_split(out, config, splits, store, backbone_dir, progress, unlabeled)
+    if fit is None:  # a worker of a distributed run, not the chief
+        return None
     timings.update(fit.timings)
     return _finish(out, config, splits, backbone_dir, skipped, fit, timings, extractor)
 

@@ -135,6 +135,9 @@ def train(
 ) -> None:
     """Train a classifier on a pretrained backbone and write its module and report.
 
+    With TF_CONFIG describing a cluster, every worker runs this same command and fine-tuning
+    is data-parallel (the chief writes --out).
+
     Example: graft train data/flowers --model efficientnet_lite0.imagenet --out runs/flowers
     --fine-tune-blocks 2 --augment strong --folds 5
     """

@@ -23,9 +23,18 @@ def image_bytes(path: str | Path) -> bytes:
     Raises:
         OSError: the file cannot be read or is not an image Pillow understands.
     """
+    return decodable_bytes(Path(path).read_bytes())
+
+
+def decodable_bytes(data: bytes) -> bytes:
+    """``image_bytes`` for the contents of a file: the same bytes when TensorFlow decodes
+    them, else the image re-encoded as PNG. Pillow only (no TensorFlow).
+
+    Raises:
+        OSError: not an image Pillow understands.
+    """
     from PIL import Image
 
-    data = Path(path).read_bytes()
     with Image.open(io.BytesIO(data)) as image:  # reads the header only
         if image.format in _TF_FORMATS and image.mode not in ("CMYK", "I", "I;16", "F"):
             return data

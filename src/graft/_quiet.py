@@ -35,7 +35,9 @@ NATIVE_NOISE = re.compile(
     rb"constructor arguments in the object store)"
 )
 # Dependencies' Python warnings that say nothing a graft user can act on.
-_QUIET_WARNING_MODULES = r"(keras|tensorflow|tf_keras|tf2onnx|onnx|google|absl|optuna|mlflow)(\.|$)"
+_QUIET_WARNING_MODULES = (
+    r"(keras|tensorflow|tf_keras|tf2onnx|onnx|google|absl|optuna|mlflow|ray)(\.|$)"
+)
 
 _state: dict[str, object] = {}
 

@@ -34,6 +34,30 @@ def import_ray():
     return ray
 
 
+def check_address(address: str, timeout: float = 5.0) -> str:
+    """``address`` if a Ray head could answer there: a ``host:port`` must accept a TCP
+    connection within ``timeout`` seconds (``ray.init`` would retry for minutes); ``auto`` and
+    ``ray://`` addresses are left to Ray.
+
+    Raises:
+        InvalidArgumentError: nothing listens at ``host:port``.
+    """
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return address
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"No Ray cluster answers at {address} ({exc}). Start one with `ray start --head` "
+            "and pass its address (host:6379, or auto on a node of the cluster), or leave "
+            f"--address out for a local one. {received(address=address)}"
+        ) from None
+    return address
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[object]:
     """Yields the ``ray`` module connected to a cluster: the one already joined in this
@@ -52,7 +76,7 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[o
             logging.getLogger("ray").setLevel(logging.ERROR)
         try:
             if address:
-                ray.init(address=address, **quiet)
+                ray.init(address=check_address(address), **quiet)
             else:
                 ray.init(
                     num_cpus=os.cpu_count() or 1,

@@ -78,10 +78,10 @@ def features(
         err_console.print(
             f"[yellow]Skipped[/] {skipped.item}: {skipped.reason}", highlight=False, soft_wrap=True
         )
+    rate = f" ({summary.per_second:.1f} per second computed)" if summary.computed else ""
     console.print(
         f"Features ({summary.engine}): {summary.computed} computed, {summary.cached} already "
-        f"cached, of {summary.total}, in {summary.seconds:.1f} s "
-        f"({summary.per_second:.1f} images/s computed)",
+        f"cached, of {summary.total}, in {summary.seconds:.1f} s{rate}",
         highlight=False,
         soft_wrap=True,
     )

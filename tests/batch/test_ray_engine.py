@@ -100,8 +100,11 @@ def test_ray_features_equal_local_ones_and_fill_the_same_cache(
 
 def test_graft_train_after_ray_features_computes_none(cluster, images, backbone, monkeypatch):
     import graft
+    from graft.batch import session
     from graft.training.features import FeatureExtractor
 
+    monkeypatch.setattr(session, "WAVE_BYTES", 100_000)  # several waves (datasets) of images
+    assert len(list(session.waves(_files(images)))) > 2
     extract_features(backbone, [images], engine="ray", actors=1)
     monkeypatch.setattr(
         FeatureExtractor, "_run", lambda self, batch: pytest.fail("computed a feature")
@@ -191,3 +194,13 @@ def test_text_backbones_are_refused_on_ray(tmp_path):
         extract_features("tiny_bert.test", [texts], engine="ray")
     local = extract_features("tiny_bert.test", [texts])
     assert (local.computed, local.cached) == (2, 0)
+
+
+def test_waves_bound_the_bytes_held(tmp_path):
+    from graft.batch.session import waves
+
+    paths = []
+    for n, size in enumerate([5, 5, 5, 20, 1, 1]):
+        paths.append(str(tmp_path / f"{n}.bin"))
+        (tmp_path / f"{n}.bin").write_bytes(b"x" * size)
+    assert [w.tolist() for w in waves(paths, 10)] == [[0, 1], [2], [3], [4, 5]]

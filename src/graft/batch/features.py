@@ -191,13 +191,21 @@ def _local(fx, items: list[str]) -> tuple[list[str], np.ndarray, int]:
     return keys, vectors, counts[0] if counts else 0
 
 
+def _keys(fx, items: list[str], chunk: int = 256) -> list[str]:
+    """The examples' cache keys, read in chunks (the encoded images are not all kept)."""
+    keys: list[str] = []
+    for start in range(0, len(items), chunk):
+        keys += fx._read(items[start : start + chunk])[0]
+    return keys
+
+
 def _ray(fx, items, address, actors, verbose) -> tuple[list[str], np.ndarray, int]:
     """The driver's part: keys and the cache here, inference in Ray actors."""
-    from graft.batch.session import ray_session, run_tflite
+    from graft.batch.session import ray_session, run_tflite_files
     from graft.training.features import FLUSH_BYTES
     from graft.training.vector_store import VectorStore
 
-    keys, raw = fx._read(items)
+    keys = _keys(fx, items)
     store = VectorStore(fx.cache_dir, fx.output_shape)
     found, vectors = store.get(keys)
     todo = np.flatnonzero(~found)
@@ -208,9 +216,9 @@ def _ray(fx, items, address, actors, verbose) -> tuple[list[str], np.ndarray, in
     with ray_session(address, verbose) as ray:
         done: list[int] = []
         try:
-            blobs = [raw[i] for i in todo]
+            paths = [items[i] for i in todo]
             size = tuple(fx.manifest.inputs.size)
-            for index, outputs in run_tflite(ray, model, size, blobs, actors):
+            for index, outputs in run_tflite_files(ray, model, size, paths, actors):
                 rows = todo[index]
                 vectors[rows] = outputs
                 done += rows.tolist()

@@ -43,8 +43,7 @@ def predict_ray(
         'tulips'
     """
     from graft._engines import tflite_file
-    from graft.batch.session import ray_session, run_tflite
-    from graft.data.images import image_bytes
+    from graft.batch.session import ray_session, run_tflite_files
     from graft.export.graphs import core_of
     from graft.inference import Predictions, _rows, load_classifier, readable_inputs
 
@@ -68,9 +67,8 @@ def predict_ray(
     key = manifest.files["model.keras"].sha256 + "-core"  # shared with graft serve
     data = tflite_file(core, key).read_bytes()
     probs = np.zeros((len(items), manifest.outputs.dim), np.float32)
-    blobs = [image_bytes(p) for p in items]
     with ray_session(address, verbose) as ray:
-        for index, outputs in run_tflite(ray, data, size, blobs, actors):
+        for index, outputs in run_tflite_files(ray, data, size, items, actors):
             probs[index] = outputs
     results = Predictions(_rows(items, probs, manifest.labels, top_k))
     results.skipped = skipped

@@ -14,6 +14,7 @@ from graft.errors import InvalidArgumentError, MissingDependencyError, received
 ACTOR_CPUS = 0.5  # actors that held every CPU would starve Ray Data's tasks: the job hangs
 BATCH = 32
 LOCAL_OBJECT_STORE = 512 << 20  # an in-process cluster's object store; it spills past this
+WAVE_BYTES = 1 << 30  # encoded images the driver holds and ships at a time (one dataset each)
 log = logging.getLogger(__name__)
 
 
@@ -147,3 +148,36 @@ def run_tflite(
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         yield np.asarray(batch["index"]), np.asarray(batch["output"], np.float32)
+
+
+def waves(paths: Sequence[str], budget: int | None = None) -> Iterator[np.ndarray]:
+    """Consecutive groups of indices into ``paths`` whose files total at most ``budget`` bytes
+    (at least one file each), so the driver never holds every encoded image at once."""
+    budget = budget or WAVE_BYTES
+    start, total = 0, 0
+    for i, path in enumerate(paths):
+        size = os.path.getsize(path)
+        if i > start and total + size > budget:
+            yield np.arange(start, i)
+            start, total = i, 0
+        total += size
+    if start < len(paths):
+        yield np.arange(start, len(paths))
+
+
+def run_tflite_files(
+    ray,
+    model: bytes,
+    size: tuple[int, int],
+    paths: Sequence[str],
+    actors: int | None = None,
+    budget: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``run_tflite`` over image files read on the driver (``image_bytes``), one Ray dataset
+    per wave of about ``budget`` bytes; yields ``(indices into paths, outputs)``."""
+    from graft.data.images import read_inputs
+
+    for wave in waves(paths, budget):
+        blobs = read_inputs("image", [paths[i] for i in wave])
+        for index, outputs in run_tflite(ray, model, size, blobs, actors):
+            yield wave[index], outputs

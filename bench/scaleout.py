@@ -1,6 +1,6 @@
 """Benchmark: scale-out, measured on this machine against the one-machine baseline.
 
-    .venv/bin/python bench/scaleout.py [--part all|ray] [--images 800]
+    .venv/bin/python bench/scaleout.py [--part all|ray] [--images 800] [--repeat 3]
 
 Parts (one function each; ``--part all`` runs every one):
 
@@ -61,8 +61,9 @@ def _photos(n: int) -> Path:
     return folder
 
 
-def part_ray(images: int) -> None:
-    """Ray extraction throughput, 1 and 2 actors, against the local engine."""
+def part_ray(images: int, repeat: int) -> None:
+    """Ray extraction throughput, 1 and 2 actors, against the local engine (best of
+    ``repeat`` interleaved rounds)."""
     import numpy as np
 
     from graft.batch.features import extract_features, image_inputs
@@ -86,12 +87,7 @@ def part_ray(images: int) -> None:
     def fresh() -> None:
         shutil.rmtree(home / "features", ignore_errors=True)
 
-    rows = []
-    fresh()
-    local = extract_features(module_dir, [photos], engine="local")
-    rows.append(("local: FeatureExtractor, TFLite, 2 threads", local))
-    reference = FeatureExtractor(module_dir)(files)
-
+    load_before = os.getloadavg()[0]
     ray = import_ray()
     start = time.perf_counter()
     ray.init(
@@ -102,15 +98,33 @@ def part_ray(images: int) -> None:
         log_to_driver=False,
     )
     ray_start_s = time.perf_counter() - start
+    names = {
+        0: "local: FeatureExtractor, TFLite, 2 threads",
+        1: "ray: 1 actor, 1 thread",
+        2: "ray: 2 actors, 1 thread each",
+    }
+    best: dict[int, object] = {}
+    diffs: dict[int, float] = {}
+    reference = None
     try:
-        for actors in (1, 2):
-            fresh()
-            summary = extract_features(module_dir, [photos], engine="ray", actors=actors)
-            got = FeatureExtractor(module_dir)(files)  # read back from the cache
-            diff = float(np.abs(got - reference).max() / np.abs(reference).max())
-            rows.append((f"ray: {actors} actor(s), 1 thread each", summary, diff))
+        for _ in range(repeat):  # interleaved, so other load on the machine hits each alike
+            for actors in names:
+                fresh()
+                engine = "ray" if actors else "local"
+                summary = extract_features(
+                    module_dir, [photos], engine=engine, actors=actors or None
+                )
+                got = FeatureExtractor(module_dir)(files)  # read back from the cache
+                if reference is None:
+                    reference = got
+                diffs[actors] = float(np.abs(got - reference).max() / np.abs(reference).max())
+                if actors not in best or summary.seconds < best[actors].seconds:
+                    best[actors] = summary
     finally:
         ray.shutdown()
+    load_after = os.getloadavg()[0]
+    rows = [(names[k], best[k], *([diffs[k]] if k else [])) for k in names]
+    local = best[0]
 
     base = local.per_second
     table = [
@@ -123,7 +137,7 @@ def part_ray(images: int) -> None:
             f"{summary.per_second / base:.2f}x | "
             + (f"{diff[0]:.1e} of the largest |" if diff else "(reference) |")
         )
-    one = rows[1][1].per_second
+    one = best[1].per_second
     section = "\n".join(
         [
             f"## Scale-out: Ray feature extraction (`bench/scaleout.py --part ray`, "
@@ -138,7 +152,9 @@ def part_ray(images: int) -> None:
             f"once before, in {convert_s:.1f} s; the in-process Ray cluster started in "
             f"{ray_start_s:.1f} s, not counted. Ray wall times include reading and hashing the "
             f"files on the driver, the actors' start (each fetches the model bytes and builds "
-            f"its interpreter) and writing the cache.",
+            f"its interpreter) and writing the cache. Best of {repeat} interleaved rounds; the "
+            f"machine was shared (1-minute load average {load_before:.1f} before, "
+            f"{load_after:.1f} after, on {os.cpu_count()} cores), so figures are noisy.",
             "",
             *table,
             "",
@@ -174,11 +190,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all", choices=["all", *PARTS])
     parser.add_argument("--images", type=int, default=800)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best of each is kept")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     for name, run in PARTS.items():
         if args.part in ("all", name):
-            run(args.images)
+            run(args.images, args.repeat)
 
 
 if __name__ == "__main__":

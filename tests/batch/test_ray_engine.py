@@ -142,6 +142,12 @@ def test_ray_predictions_equal_graft_predict(cluster, tiny_module, digit_files, 
         got["top_k_probabilities"], [[q for _, q in p.top_k] for p in expected], atol=1e-4
     )
 
+    local_out = tmp_path / "local.parquet"  # the local engine writes the same columns
+    result = runner.invoke(app, ["predict", str(tiny_module), *files, "--out", str(local_out)])
+    assert result.exit_code == 0, result.output
+    local = pq.read_table(local_out).to_pydict()
+    assert local["label"] == got["label"] and list(local) == list(got)
+
 
 def test_workers_never_import_tensorflow(cluster, backbone):
     from graft.batch.workers import TFLiteWorker

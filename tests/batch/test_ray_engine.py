@@ -142,6 +142,17 @@ def test_ray_predictions_equal_graft_predict(cluster, tiny_module, digit_files, 
         got["top_k_probabilities"], [[q for _, q in p.top_k] for p in expected], atol=1e-4
     )
 
+    from graft.batch.predict import predict_ray
+
+    folder = tmp_path / "folder"  # a folder stands for its images (sorted)
+    (folder / "sub").mkdir(parents=True)
+    for n, path in enumerate(digit_files[:3]):
+        Image.open(path).save(folder / ("sub" if n else ".") / f"{n}.png")
+    in_folder = sorted(str(p) for p in folder.rglob("*.png"))
+    by_folder = predict_ray(tiny_module, [folder], top_k=1, actors=1)
+    assert [p.item for p in by_folder] == in_folder
+    assert [p.label for p in by_folder] == [p.label for p in graft.predict(tiny_module, in_folder)]
+
     local_out = tmp_path / "local.parquet"  # the local engine writes the same columns
     result = runner.invoke(app, ["predict", str(tiny_module), *files, "--out", str(local_out)])
     assert result.exit_code == 0, result.output

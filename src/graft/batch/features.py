@@ -64,15 +64,10 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-def image_inputs(data: Sequence[str | Path]) -> tuple[list[str], tuple[Skipped, ...]]:
-    """Image files from files and folders (searched recursively), the readable ones first and
-    then the rest with the reason.
-
-    Raises:
-        InvalidArgumentError: a path does not exist, or no readable image was found.
-    """
+def expand_folders(data: Sequence[str | Path]) -> list[str]:
+    """Folders replaced by the image files under them (sorted, hidden files left out); other
+    entries kept as they are."""
     from graft.data.images import IMAGE_SUFFIXES
-    from graft.inference import readable_inputs
 
     files: list[str] = []
     for entry in data:
@@ -83,13 +78,27 @@ def image_inputs(data: Sequence[str | Path]) -> tuple[list[str], tuple[Skipped, 
                 for p in sorted(path.rglob("*"))
                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name[0] != "."
             ]
-        elif path.is_file():
-            files.append(str(path))
         else:
+            files.append(str(entry))
+    return files
+
+
+def image_inputs(data: Sequence[str | Path]) -> tuple[list[str], tuple[Skipped, ...]]:
+    """Image files from files and folders (searched recursively), the readable ones first and
+    then the rest with the reason.
+
+    Raises:
+        InvalidArgumentError: a path does not exist, or no readable image was found.
+    """
+    from graft.inference import readable_inputs
+
+    for entry in data:
+        if not Path(entry).expanduser().exists():
             raise InvalidArgumentError(
-                f"No such file or folder: {path}. Give image files or folders of them. "
+                f"No such file or folder: {entry}. Give image files or folders of them. "
                 f"{received(data=str(entry))}"
             )
+    files = expand_folders(data)
     items, skipped = readable_inputs("image", files)
     if not items:
         raise InvalidArgumentError(

@@ -27,7 +27,7 @@ def predict_ray(
 
     Args:
         module: an image classifier module handle.
-        inputs: image files.
+        inputs: image files and folders of them (searched recursively).
         top_k: (label, probability) pairs per prediction.
         address, actors, verbose: as for ``graft.batch.features.extract_features``.
 
@@ -43,6 +43,7 @@ def predict_ray(
         'tulips'
     """
     from graft._engines import tflite_file
+    from graft.batch.features import expand_folders
     from graft.batch.session import ray_session, run_tflite_files
     from graft.export.graphs import core_of
     from graft.inference import Predictions, _rows, load_classifier, readable_inputs
@@ -56,7 +57,7 @@ def predict_ray(
             f"TensorFlow); {manifest.name} is {what}: use --engine local. "
             f"{received(engine='ray', module=str(module))}"
         )
-    items, skipped = readable_inputs("image", [str(i) for i in inputs])
+    items, skipped = readable_inputs("image", expand_folders(inputs))
     if not items:
         raise InvalidArgumentError(
             f"None of the inputs is a readable image. The module takes image files (jpg, png, "

@@ -383,15 +383,12 @@ def predict(
 
         check_target(out)
     if engine == "ray":
-        from graft.batch.features import image_inputs
         from graft.batch.predict import predict_ray
         from graft.cli.features import verbose
 
-        files, unreadable = image_inputs(inputs)
         results = predict_ray(
-            module, files, top_k, address=address, actors=actors, verbose=verbose()
+            module, inputs, top_k, address=address, actors=actors, verbose=verbose()
         )
-        results.skipped = unreadable + tuple(results.skipped)
     else:
         results = graft.predict(module, inputs, top_k=top_k)
     for skipped in results.skipped:

@@ -15,7 +15,7 @@ EngineOption = Annotated[
     typer.Option(
         "--engine",
         help="local: this machine. ray: TFLite actors on a Ray cluster (pip install "
-        "'graft[ray]'; image models only).",
+        "'graft\\[ray]'; image models only).",
     ),
 ]
 AddressOption = Annotated[
@@ -58,8 +58,7 @@ def features(
 ) -> None:
     """Compute a backbone's features once and cache them where `graft train` looks.
 
-    A later `graft train DATA --model BACKBONE` on this machine computes no feature for these
-    images.
+    Then `graft train DATA --model BACKBONE` on this machine computes no feature.
 
     Example: graft features efficientnet_lite0.imagenet photos/ --engine ray --address auto
     """

@@ -350,7 +350,10 @@ def evaluate(
 @handle_errors
 def predict(
     module: Annotated[str, typer.Argument(help=MODULE_HELP)],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for text models.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files, or texts for text models (--engine ray: folders too)."),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per input.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     engine: EngineOption = "local",

@@ -180,6 +180,40 @@ def test_workers_never_import_tensorflow(cluster, backbone):
     ray.kill(actor)
 
 
+def _actor_libraries() -> dict[int, str]:
+    """The memory maps of this host's Ray Data actors running ``TFLiteWorker``."""
+    from pathlib import Path
+
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            title = (proc / "cmdline").read_bytes()
+            if proc.name.isdigit() and b"TFLiteWorker" in title:
+                found[int(proc.name)] = (proc / "maps").read_text()
+        except OSError:
+            continue
+    return found
+
+
+def test_ray_data_actors_load_litert_and_not_tensorflow(cluster, images, backbone):
+    """The actors Ray Data starts, while they run: LiteRT loaded, TensorFlow's library not
+    (the driver, which converted the backbone, has it)."""
+    from graft.batch.session import run_tflite
+    from graft.data.images import image_bytes
+    from graft.training.features import FeatureExtractor
+
+    model = FeatureExtractor(backbone).tflite_path().read_bytes()
+    assert "libtensorflow_framework" in open("/proc/self/maps").read()
+    blobs = [image_bytes(f) for f in _files(images)[:64]]
+    seen = {}
+    for _ in run_tflite(cluster, model, (16, 16), blobs, actors=2):
+        seen.update(_actor_libraries())
+    assert seen, "no TFLiteWorker actor process found"
+    assert any("LiteRt" in maps for maps in seen.values())
+    for pid, maps in seen.items():
+        assert "libtensorflow_framework" not in maps, pid
+
+
 def test_bad_engine_and_missing_ray_are_explained(images, backbone, monkeypatch):
     from graft.cli.main import app
 

@@ -40,6 +40,7 @@ class TFLiteWorker:
 
         self.size = (int(size[0]), int(size[1]))
         self.engine = TFLiteEngine(model, threads)
+        self.engine(np.zeros((1, *self.size, 3), np.float32))  # the interpreter, built now
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``{"index", "data"}`` (encoded images) to ``{"index", "output"}``."""

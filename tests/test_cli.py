@@ -39,6 +39,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         ["tune", "--help"],
         ["evaluate", "--help"],
         ["predict", "--help"],
+        ["features", "--help"],
         ["ensemble", "--help"],
         ["runs", "ls", "/nonexistent"],
         ["runs", "compare", "--help"],

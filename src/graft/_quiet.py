@@ -29,10 +29,15 @@ NATIVE_NOISE = re.compile(
     rb"|INFO: Created TensorFlow Lite XNNPACK delegate"
     rb"|INFO: Initialized TensorFlow Lite runtime"
     rb"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
-    rb"|This TensorFlow binary is optimized to use available CPU instructions)"
+    rb"|This TensorFlow binary is optimized to use available CPU instructions"
+    # Ray Data's actors keep their constructor in the object store; Ray warns about every one.
+    rb"|\[[\d\- :,]+ E \d+ \d+\] core_worker\.cc:\d+: Actor with class name: .* has "
+    rb"constructor arguments in the object store)"
 )
 # Dependencies' Python warnings that say nothing a graft user can act on.
-_QUIET_WARNING_MODULES = r"(keras|tensorflow|tf_keras|tf2onnx|onnx|google|absl|optuna|mlflow)(\.|$)"
+_QUIET_WARNING_MODULES = (
+    r"(keras|tensorflow|tf_keras|tf2onnx|onnx|google|absl|optuna|mlflow|ray)(\.|$)"
+)
 
 _state: dict[str, object] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -12,6 +13,7 @@ from graft.cli import (
     ensemble,
     explain,
     export,
+    features,
     hub,
     models,
     registry,
@@ -41,6 +43,7 @@ app.command("train")(train.train)
 app.command("tune")(tune.tune)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
+app.command("features")(features.features)
 app.command("ensemble")(ensemble.ensemble)
 app.command("explain")(explain.explain)
 app.command("export")(export.export)
@@ -67,7 +70,9 @@ def _root(
 def main() -> None:
     from graft import _quiet
 
-    if not _quiet.verbose_requested(sys.argv):
+    if _quiet.verbose_requested(sys.argv):
+        os.environ.setdefault("GRAFT_VERBOSE", "1")  # for libraries quieted later (Ray)
+    else:
         _quiet.quiet_python()
         _quiet.filter_native_stderr()
     app()

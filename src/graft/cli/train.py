@@ -28,6 +28,7 @@ from graft.cli._common import (
     stage_progress,
     start_tracking,
 )
+from graft.cli.features import ActorsOption, AddressOption, EngineOption
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="Backbone: a feature-vector zoo entry or module.")
@@ -363,24 +364,60 @@ def evaluate(
 @handle_errors
 def predict(
     module: Annotated[str, typer.Argument(help=MODULE_HELP)],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for text models.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files, or texts for text models (--engine ray: folders too)."),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per input.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the predictions to this .parquet file (input, label, probability, "
+            "top_k_labels, top_k_probabilities) instead of printing them.",
+        ),
+    ] = None,
 ) -> None:
     """Predict label names for image files or texts.
 
     Example: graft predict runs/flowers/module photo1.jpg photo2.png --top-k 3
+
+    Example: graft predict runs/flowers photos/ --engine ray --address auto --out preds.parquet
     """
     import graft
+    from graft.batch.features import check_engine
     from graft.errors import InvalidArgumentError, received
 
     if top_k < 1:
         raise InvalidArgumentError(f"--top-k must be at least 1. {received(top_k=top_k)}")
-    results = graft.predict(module, inputs, top_k=top_k)
+    check_engine(engine)
+    if out is not None:
+        from graft.batch.parquet import check_target
+
+        check_target(out)
+    if engine == "ray":
+        from graft.batch.predict import predict_ray
+        from graft.cli.features import verbose
+
+        results = predict_ray(
+            module, inputs, top_k, address=address, actors=actors, verbose=verbose()
+        )
+    else:
+        results = graft.predict(module, inputs, top_k=top_k)
     for skipped in results.skipped:
         err_console.print(
             f"[yellow]Skipped[/] {skipped.item}: {skipped.reason}", highlight=False, soft_wrap=True
         )
+    if out is not None:
+        from graft.batch.predict import write_predictions
+
+        written = write_predictions(out, results)
+        console.print(f"{len(results)} predictions written to {written}", highlight=False)
+        return
     if as_json:
         for r in results:
             line = {"input": r.item, **_prediction_json(r)}

@@ -13,7 +13,8 @@ from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-DECODER_VERSION = "tf-decode-image/bilinear-antialias/v1"
+# v2: JPEGs decode with the accurate integer DCT (v1: libjpeg's fast one), as Pillow does.
+DECODER_VERSION = "tf-decode-image/jpeg-accurate-dct/bilinear-antialias/v2"
 
 
 def image_bytes(path: str | Path) -> bytes:
@@ -22,9 +23,18 @@ def image_bytes(path: str | Path) -> bytes:
     Raises:
         OSError: the file cannot be read or is not an image Pillow understands.
     """
+    return decodable_bytes(Path(path).read_bytes())
+
+
+def decodable_bytes(data: bytes) -> bytes:
+    """``image_bytes`` for the contents of a file: the same bytes when TensorFlow decodes
+    them, else the image re-encoded as PNG. Pillow only (no TensorFlow).
+
+    Raises:
+        OSError: not an image Pillow understands.
+    """
     from PIL import Image
 
-    data = Path(path).read_bytes()
     with Image.open(io.BytesIO(data)) as image:  # reads the header only
         if image.format in _TF_FORMATS and image.mode not in ("CMYK", "I", "I;16", "F"):
             return data
@@ -58,10 +68,19 @@ def check_image(path: str | Path) -> str | None:
 
 
 def decode_resize(data, size: tuple[int, int]):
-    """TensorFlow ops: encoded bytes (scalar string tensor) to float32 RGB in [0, 1]."""
+    """TensorFlow ops: encoded bytes (scalar string tensor) to float32 RGB in [0, 1].
+
+    JPEGs decode with libjpeg's accurate integer DCT (``decode_image`` would use the fast one,
+    up to 6/255 off), so the pixels equal Pillow's and ``decode_resize_pil`` gives the same
+    model input without TensorFlow.
+    """
     import tensorflow as tf
 
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
     image = tf.image.convert_image_dtype(image, tf.float32)
     # Antialiasing only changes downscaling; when no side shrinks, plain bilinear gives the
     # same pixels (within 1e-7) in half the time.
@@ -83,10 +102,9 @@ def decode_resize_pil(data: bytes, size: tuple[int, int]):
     ``tf.image.resize(..., antialias=True)``, widened when shrinking: measured within 1.2e-5 of
     ``decode_resize`` on photos shrunk to 224x224 and 3.2e-6 on digits enlarged to it (8-bit
     resizing differed by 3.8e-3). PNG, GIF, BMP, TIFF and the formats ``image_bytes`` turns
-    into PNG decode to the same pixels. JPEG does not: TensorFlow's ``decode_image`` uses
-    libjpeg's fast integer DCT, Pillow the accurate one (pixels up to 6/255 apart; with
-    ``dct_method="INTEGER_ACCURATE"`` TensorFlow's equal Pillow's exactly). Like TensorFlow,
-    EXIF orientation is ignored and an alpha channel dropped.
+    into PNG decode to the same pixels, and so do JPEGs: ``decode_resize`` decodes them with
+    the accurate integer DCT, as Pillow does (``decode_image``'s default fast DCT was up to
+    6/255 off). Like TensorFlow, EXIF orientation is ignored and an alpha channel dropped.
 
     Returns:
         A float32 ``(h, w, 3)`` NumPy array in [0, 1].

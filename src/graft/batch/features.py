@@ -196,7 +196,7 @@ def extract_features(
 def _local(fx, items: list[str]) -> tuple[list[str], np.ndarray, int]:
     counts: list[int] = []
     vectors = fx(items, progress=counts.append)  # its first report: the cached count
-    keys, _ = fx._read(items)
+    keys, _ = fx.read(items)
     return keys, vectors, counts[0] if counts else 0
 
 
@@ -204,7 +204,7 @@ def _keys(fx, items: list[str], chunk: int = 256) -> list[str]:
     """The examples' cache keys, read in chunks (the encoded images are not all kept)."""
     keys: list[str] = []
     for start in range(0, len(items), chunk):
-        keys += fx._read(items[start : start + chunk])[0]
+        keys += fx.read(items[start : start + chunk])[0]
     return keys
 
 

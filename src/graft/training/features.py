@@ -131,8 +131,9 @@ class FeatureExtractor:
         return np.asarray(self._engine(batch))
 
     # -- extraction -------------------------------------------------------------------------
-    def _read(self, items: Sequence[str]) -> tuple[list[str], list]:
-        """Keys (sha256 of the example) and raw inputs (texts, or image bytes)."""
+    def read(self, items: Sequence[str]) -> tuple[list[str], list]:
+        """The cache keys (sha256 of each example: image file bytes or UTF-8 text) and the raw
+        inputs (texts, or image bytes), as ``__call__`` computes them."""
         from graft.data.images import read_inputs
 
         raw = read_inputs(self.kind, items)
@@ -153,7 +154,7 @@ class FeatureExtractor:
         from graft.training.vector_store import VectorStore
 
         items = list(items)
-        keys, raw = self._read(items)
+        keys, raw = self.read(items)
         store = VectorStore(self.cache_dir, self.output_shape)
         found, out = store.get(keys)
         todo = np.flatnonzero(~found).tolist()

@@ -1,10 +1,12 @@
 """One worker of the two-process tests in test_distributed.py (run as a script).
 
-Usage: python _mwms_worker.py OUT_DIR [KILL_AT_EPOCH]. TF_CONFIG describes the cluster. Trains a
+Usage: python _mwms_worker.py OUT_DIR [KILL_AT_EPOCH [resume]]. TF_CONFIG describes the
+cluster. Trains a
 small convolutional network (frozen BatchNorm with non-trivial statistics, no dropout, no
 shuffling) on this worker's shard with ``graft.training.distributed.run_stage`` and saves its
 final weights as OUT_DIR/weights-<rank>.npz. With KILL_AT_EPOCH, the worker of rank 1 kills
-itself when that epoch starts.
+itself when that epoch starts (-1: never); ``resume`` continues from the chief's last
+checkpoint.
 """
 
 import os
@@ -17,6 +19,7 @@ from graft.training import distributed
 def main() -> None:
     out = Path(sys.argv[1])
     kill_at = int(sys.argv[2]) if len(sys.argv) > 2 else -1
+    resume = sys.argv[3:] == ["resume"]
     cluster = distributed.cluster_from_env()
     import tensorflow as tf
 
@@ -64,6 +67,7 @@ def main() -> None:
         learning_rate=0.05,
         label_smoothing=0.1,
         cluster=cluster,
+        resume=resume,
     )
     np.savez(out / f"weights-{cluster.rank}.npz", *model.get_weights())
     print("done", cluster.task, state.history["val_accuracy"], flush=True)

@@ -44,7 +44,8 @@ def _tf_config(ports: list[int], index: int) -> str:
 
 def _env(ports: list[int], index: int, **extra: str) -> dict[str, str]:
     env = dict(os.environ, TF_CONFIG=_tf_config(ports, index), **extra)
-    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", PYTHONPATH=str(ROOT))
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", PYTHONPATH=path)
     return env
 
 
@@ -117,8 +118,6 @@ def test_settings_the_workers_cannot_run_together_are_refused():
     tuned = {"fine_tune_blocks": 1}
     with pytest.raises(InvalidArgumentError, match=r"without folds.*Received: folds=5"):
         check_settings(TrainConfig(folds=5, **tuned), cluster)
-    with pytest.raises(InvalidArgumentError, match=r"Received: resume=True"):
-        check_settings(TrainConfig(**tuned), cluster, resume=True)
     with pytest.raises(InvalidArgumentError, match=r"multiple of 2\. Received: batch_size=33"):
         check_settings(TrainConfig(batch_size=33, **tuned), cluster)
     check_settings(TrainConfig(batch_size=32, **tuned), cluster)  # accepted
@@ -140,15 +139,21 @@ def _weights(path: Path) -> list[np.ndarray]:
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
-def test_two_workers_end_equal_to_one_process_with_the_same_global_batch(tmp_path):
-    two, one = tmp_path / "two", tmp_path / "one"
-    two.mkdir(), one.mkdir()
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """The worker script run by two workers and by one process, at the same time."""
+    two, one = tmp_path_factory.mktemp("two"), tmp_path_factory.mktemp("one")
     results = _wait(
         _start([sys.executable, str(WORKER), str(two)], 2)
         + _start([sys.executable, str(WORKER), str(one)], 1)
     )
     for code, _, stderr in results:
         assert code == 0, stderr[-3000:]
+    return two, one
+
+
+def test_two_workers_end_equal_to_one_process_with_the_same_global_batch(uninterrupted):
+    two, one = uninterrupted
     chief, worker, alone = (
         _weights(p) for p in (two / "weights-0.npz", two / "weights-1.npz", one / "weights-0.npz")
     )
@@ -159,12 +164,14 @@ def test_two_workers_end_equal_to_one_process_with_the_same_global_batch(tmp_pat
     start0, start1 = _weights(two / "initial-0.npz"), _weights(two / "initial-1.npz")
     assert not np.allclose(start0[0], start1[0])  # different seeds: the chief's were broadcast
     assert not np.allclose(chief[0], start0[0], atol=1e-3)  # and it trained
-    # Only the chief writes checkpoints; every worker started from the chief's weights.
+    # Only the chief writes checkpoints.
     assert (two / "run-0" / "checkpoints" / "finetune_best.weights.h5").is_file()
     assert not list((two / "run-1" / "checkpoints").iterdir())
 
 
-def test_a_killed_worker_makes_the_other_fail_clearly(tmp_path):
+def test_a_killed_worker_fails_the_other_clearly_and_resume_finishes_the_run(
+    tmp_path, uninterrupted
+):
     started = time.monotonic()
     (code0, _, err0), (code1, _, _) = _wait(
         _start([sys.executable, str(WORKER), str(tmp_path), "1"], 2), timeout=180
@@ -176,6 +183,22 @@ def test_a_killed_worker_makes_the_other_fail_clearly(tmp_path):
     assert "stopped sending heartbeats" in err0 and "task='worker:0', workers=2" in err0
     assert elapsed < 120  # heartbeats notice within seconds; no hang until the 600 s timeout
     assert not (tmp_path / "weights-0.npz").exists()
+    state = json.loads((tmp_path / "run-0" / "state.json").read_text())["finetune"]
+    assert state["epochs_done"] == 1
+    # Every worker restarted with resume continues from the chief's checkpoint and ends where
+    # the uninterrupted run ends.
+    for code, _, stderr in _wait(
+        _start([sys.executable, str(WORKER), str(tmp_path), "-1", "resume"], 2)
+    ):
+        assert code == 0, stderr[-3000:]
+    chief, worker = _weights(tmp_path / "weights-0.npz"), _weights(tmp_path / "weights-1.npz")
+    straight = _weights(uninterrupted[0] / "weights-0.npz")
+    history = (tmp_path / "run-0" / "state.json").read_text()
+    for a, b, c in zip(chief, worker, straight, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, atol=1e-6, err_msg=history)
+    state = json.loads((tmp_path / "run-0" / "state.json").read_text())["finetune"]
+    assert state["epochs_done"] == 3 and len(state["history"]["val_accuracy"]) == 3
 
 
 # -- graft train on two workers -------------------------------------------------------------
@@ -200,14 +223,14 @@ def test_graft_train_on_two_workers_writes_once(tmp_path, digits_dir, graft_home
         (data / folder.name).mkdir(parents=True)
         for f in sorted(folder.iterdir())[:30]:
             shutil.copy(f, data / folder.name / f.name)
-    # One full batch per step (240 train examples): shuffling within a batch changes nothing.
+    # One full batch per step (240 train examples), a rate that moves the weights.
     common = ["--model", str(backbone), "--fine-tune-blocks", "1", "--fine-tune-epochs", "6"]
     common += ["--batch-size", "256", "--fine-tune-lr", "0.003", "--no-augment"]
 
     def cmd(out: Path) -> list[str]:
         return [sys.executable, "-m", "graft.cli.main", "train", str(data), "--out", str(out)]
 
-    chief_out, worker_out, alone = tmp_path / "run", tmp_path / "worker_run", tmp_path / "alone"
+    chief_out, worker_out = tmp_path / "run", tmp_path / "worker_run"
     worker_tmp = tmp_path / "worker_tmp"
     worker_tmp.mkdir()
     procs = _start(
@@ -215,9 +238,8 @@ def test_graft_train_on_two_workers_writes_once(tmp_path, digits_dir, graft_home
         2,
         env_extra=[{}, {"TMPDIR": str(worker_tmp)}],
     )
-    procs += _start([cmd(alone) + common], 1)
-    (c0, out0, err0), (c1, out1, err1), (c2, _, err2) = _wait(procs)
-    assert (c0, c1, c2) == (0, 0, 0), (err0 + err1 + err2)[-4000:]
+    (c0, _, err0), (c1, out1, err1) = _wait(procs)
+    assert (c0, c1) == (0, 0), (err0 + err1)[-4000:]
     assert "Worker worker:1 of 2: fine-tuning done; the chief writes" in " ".join(out1.split())
     assert not worker_out.exists() and not list(worker_tmp.iterdir())  # nothing left behind
     assert (chief_out / "module" / "manifest.json").is_file()
@@ -227,10 +249,6 @@ def test_graft_train_on_two_workers_writes_once(tmp_path, digits_dir, graft_home
     assert "128 examples per worker and step" in run["selection"]["finetune"]["compute"]
     state = json.loads((chief_out / "state.json").read_text())["finetune"]
     assert state["best_epoch"] > 0  # a trained epoch, not the starting weights
-    two = _h5_arrays(chief_out / "checkpoints" / "finetune_best.weights.h5")
-    one = _h5_arrays(alone / "checkpoints" / "finetune_best.weights.h5")
-    assert sorted(two) == sorted(one) and two
-    for name, value in two.items():
-        # Two half-batch sums instead of one, then Adam's steps: within 1e-5 here (the
-        # step-level equality to 1e-6 is tested above on a network without a frozen part).
-        np.testing.assert_allclose(value, one[name], atol=1e-4, err_msg=name)
+    best = _h5_arrays(chief_out / "checkpoints" / "finetune_best.weights.h5")
+    assert best and all(np.isfinite(v).all() for v in best.values())
+    # Step-level equality with one process is tested above; here the command's plumbing.

@@ -111,7 +111,7 @@ def test_feature_extractor_fills_and_reuses_the_store(tmp_path, zoo_home, digit_
     computed = []
     fx._run = lambda batch: computed.append(len(batch)) or FeatureExtractor._run(fx, batch)
     both = fx(files)
-    keys, _ = fx._read(files)
+    keys, _ = fx.read(files)
     new = [k for k in keys[8:] if k not in keys[:8]]  # the digits hold identical images
     assert computed == [len(new)] and new  # only new images ran through the backbone
     np.testing.assert_array_equal(both[:8], first)

@@ -18,7 +18,9 @@ and Ray Train set it), every worker runs the same ``graft train`` command:
   the same early-stopping decision;
 - a worker that dies stops sending heartbeats; the others fail within seconds with
   ``WorkerFailedError`` (and collective operations time out after ``GRAFT_COLLECTIVE_TIMEOUT``
-  seconds, default 600) instead of hanging.
+  seconds, default 600) instead of hanging. The chief checkpoints weights, optimizer state and
+  loop state after every epoch; restarting every worker with ``--resume`` continues from there
+  (the chief's checkpoint reaches the others by broadcast).
 
 The strategy must exist before TensorFlow runs any operation, so ``graft.train`` creates it
 first (``strategy()``).
@@ -126,12 +128,12 @@ def timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def check_settings(config, cluster: Cluster, resume: bool = False) -> None:
+def check_settings(config, cluster: Cluster) -> None:
     """Refuses a ``TrainConfig`` the workers cannot run together.
 
     Raises:
         InvalidArgumentError: no fine-tuning is asked for (the only distributed stage), or
-            folds, pruning or ``resume`` are, or the batch does not split evenly.
+            folds or pruning are, or the batch does not split evenly.
     """
     where = f"TF_CONFIG describes a cluster of {cluster.workers} workers"
     if not (config.fine_tune_blocks or config.fine_tune_layers):
@@ -140,16 +142,12 @@ def check_settings(config, cluster: Cluster, resume: bool = False) -> None:
             "--fine-tune-blocks N (or --fine-tune-layers N), or unset TF_CONFIG to train the "
             f"head on one machine. {received(fine_tune_blocks=config.fine_tune_blocks)}"
         )
-    unsupported = {
-        "folds": config.folds,
-        "prune_sparsity": config.prune_sparsity,
-        "resume": resume,
-    }
+    unsupported = {"folds": config.folds, "prune_sparsity": config.prune_sparsity}
     used = {k: v for k, v in unsupported.items() if v}
     if used:
         raise InvalidArgumentError(
-            f"{where}; distributed fine-tuning runs one split from the start, without folds, "
-            f"pruning or --resume (restart every worker instead). {received(**used)}"
+            f"{where}; distributed fine-tuning runs one split, without folds or pruning. "
+            f"{received(**used)}"
         )
     if config.batch_size % cluster.workers:
         raise InvalidArgumentError(
@@ -236,9 +234,13 @@ def broadcast_from_chief(strat, cluster: Cluster, variables: list) -> None:
     mine = [tf.convert_to_tensor(v) for v in variables]
     if not cluster.is_chief:
         mine = [tf.zeros_like(t) for t in mine]
-    values = _all_reduce(strat, mine)
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
+    by_dtype: dict = {}  # one all-reduce per dtype (the optimizer's step count is an integer)
+    for i, tensor in enumerate(mine):
+        by_dtype.setdefault(tensor.dtype, []).append(i)
+    for indices in by_dtype.values():
+        values = _all_reduce(strat, [mine[i] for i in indices])
+        for i, value in zip(indices, values, strict=True):
+            variables[i].assign(value)
 
 
 def _batches(data: tuple, batch_size: int) -> Iterator[tuple]:
@@ -374,6 +376,42 @@ class DistributedTrainer:
         model.set_weights(self.model.get_weights())
 
 
+def _agree_on_state(trainer, cluster: Cluster, run_dir: Path, stage: str, resume: bool):
+    """The stage's loop state every worker continues from: the chief's last checkpoint when it
+    resumes one (its weights and optimizer state are broadcast), else a fresh start."""
+    import tensorflow as tf
+
+    from graft.training.loop import StageState
+
+    state = StageState(stage=stage)
+    last = run_dir / "checkpoints" / f"{stage}_last"
+    weights, moments = last.with_suffix(".weights.h5"), last.with_suffix(".optimizer.npz")
+    if cluster.is_chief and resume and weights.is_file() and moments.is_file():
+        saved = StageState.read(run_dir / "state.json", stage)
+        if saved.epochs_done:
+            state = saved
+            trainer.model.load_weights(weights)
+            with np.load(moments, allow_pickle=False) as f:
+                values = [f[f"arr_{i}"] for i in range(len(f.files))]
+            for variable, value in zip(trainer.optimizer.variables, values, strict=True):
+                variable.assign(value)
+    mine = [state.epochs_done, *state.best, state.best_epoch, state.wait, float(state.finished)]
+    if not cluster.is_chief:
+        mine = [0.0] * len(mine)
+    try:
+        agreed = _sum_across(trainer.strategy, [float(v) for v in mine])
+        if agreed[0] > 0:  # the chief resumes: everyone takes its weights and moments
+            broadcast_from_chief(
+                trainer.strategy, cluster, [*trainer.model.weights, *trainer.optimizer.variables]
+            )
+    except tf.errors.OpError as error:
+        raise _failed(cluster, error) from error
+    if not cluster.is_chief:
+        state.epochs_done, state.best_epoch, state.wait = (int(agreed[i]) for i in (0, 3, 4))
+        state.best, state.finished = [float(agreed[1]), float(agreed[2])], bool(agreed[5])
+    return state
+
+
 def global_steps(n_train: int, batch_size: int, cluster: Cluster) -> int:
     """Steps per epoch: the batches of the largest shard (worker 0's).
 
@@ -402,6 +440,7 @@ def run_stage(
     patience: int | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     jit_compile: bool = False,
+    resume: bool = False,
 ):
     """``graft.training.loop.run_stage`` across the workers of ``cluster``.
 
@@ -423,15 +462,19 @@ def run_stage(
         patience: stop after this many epochs without a better validation score.
         on_epoch: called with ``(epoch, logs)`` after each epoch.
         jit_compile: compile the step with XLA.
+        resume: on the chief, continue from the stage's last checkpoint in ``run_dir`` (the
+            chief's weights, optimizer state and loop state reach every worker; the others'
+            value of ``resume`` is not used).
 
     Returns:
         ``(model, state, start)``: the model, the ``StageState`` and the validation scores
         before the first step.
     """
     import keras
+    import tensorflow as tf
 
     from graft._atomic import atomic_path
-    from graft.training.loop import StageState, write_json
+    from graft.training.loop import write_json
 
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -440,9 +483,12 @@ def run_stage(
     )
     val = validation_data if isinstance(validation_data, tuple) else (validation_data,)
     start = trainer.evaluate(val, batch_size)
-    state = StageState(stage=stage)
+    state = _agree_on_state(trainer, cluster, run_dir, stage, resume)
+    last = checkpoints / f"{stage}_last"
     best_weights = None
-    for epoch in range(epochs):
+    for epoch in range(state.epochs_done, epochs):
+        if state.finished:
+            break
         started = time.perf_counter()
         keras.utils.set_random_seed(seed * 10_007 + 1_000_003 + epoch)
         logs = trainer.fit_epoch(train_data(epoch), batch_size, steps)
@@ -456,22 +502,33 @@ def run_stage(
             state.best, state.best_epoch, state.wait = score, epoch, 0
             best_weights = trainer.model.get_weights()
             if cluster.is_chief:
-                best = checkpoints / f"{stage}_best.weights.h5"
-                with atomic_path(best, ".weights.h5") as tmp:
+                with atomic_path(checkpoints / f"{stage}_best.weights.h5", ".weights.h5") as tmp:
                     trainer.model.save_weights(tmp)
         else:
             state.wait += 1
         state.epochs_done = epoch + 1
         if patience is not None and state.wait >= patience:
             state.finished = True
+        if cluster.is_chief:  # what --resume continues from: weights, optimizer, loop state
+            with atomic_path(last.with_suffix(".weights.h5"), ".weights.h5") as tmp:
+                trainer.model.save_weights(tmp)
+            with atomic_path(last.with_suffix(".optimizer.npz"), ".npz") as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, *[v.numpy() for v in trainer.optimizer.variables])
         write_json(run_dir / "state.json", {stage: state.__dict__})
         if on_epoch:
             on_epoch(epoch, logs)
-        if state.finished:
-            break
     state.finished = True
     write_json(run_dir / "state.json", {stage: state.__dict__})
+    best = checkpoints / f"{stage}_best.weights.h5"
     if best_weights is not None:
         trainer.model.set_weights(best_weights)
+    elif state.best_epoch >= 0:  # resumed after the best epoch: the chief's checkpoint
+        if cluster.is_chief:
+            trainer.model.load_weights(best)
+        try:
+            broadcast_from_chief(trainer.strategy, cluster, trainer.model.weights)
+        except tf.errors.OpError as error:
+            raise _failed(cluster, error) from error
     trainer.copy_to(model)
     return model, state, start

@@ -216,6 +216,7 @@ def fine_tune(
             patience=config.patience,
             on_epoch=on_epoch,
             jit_compile=plan.jit_compile,
+            resume=resume,
         )
         start_val = start["accuracy"]
         info["compute"] += (

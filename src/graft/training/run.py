@@ -368,7 +368,7 @@ def train(
     cluster = distributed.cluster_from_env()
     worker_dir = None
     if cluster is not None:
-        distributed.check_settings(config, cluster, resume)
+        distributed.check_settings(config, cluster)
         distributed.strategy()  # before any TensorFlow operation; waits for every worker
     if cluster is not None and not cluster.is_chief:  # writes nothing in the run folder
         import tempfile

@@ -93,7 +93,8 @@ def fine_tune(
     from graft.training import distributed
     from graft.training.assemble import tuning_model
     from graft.training.features import ActivationExtractor
-    from graft.training.head import warmup_cosine
+    from graft.training.head import compile_classifier, mixed_precision, warmup_cosine
+    from graft.training.loop import run_stage
     from graft.training.pipeline import make_dataset
 
     cluster = distributed.active()
@@ -224,21 +225,23 @@ def fine_tune(
             f"{batch_size} examples per worker and step, float32)"
         )
     else:
-        tuned, state, start_val = _run_local(
-            config,
-            tune,
-            schedule,
-            plan,
-            val_input,
-            labels,
-            run_dir,
-            epoch_data,
-            validation,
-            resume,
-            on_epoch,
-            pruning_for,
-            steps,
-        )
+        with mixed_precision(tune, plan.mixed_precision):
+            compile_classifier(tune, schedule, config.label_smoothing, jit_compile=plan.jit_compile)
+            start_val = _accuracy(tune, val_input, labels["val"])
+            tuned, state = run_stage(
+                stage="finetune",
+                model=tune,
+                run_dir=run_dir,
+                epochs=config.fine_tune_epochs,
+                seed=config.seed,
+                train_data=epoch_data,
+                validation_data=validation,
+                patience=config.patience,
+                resume=resume,
+                on_epoch=on_epoch,
+                pruning=pruning_for(config.fine_tune_epochs, steps),
+                steps_per_epoch=steps,
+            )
     if tuned is not tune:  # reloaded from a checkpoint: bring the weights home
         _copy_weights(tuned, backbone)
         _copy_weights(tuned, head)
@@ -252,46 +255,6 @@ def fine_tune(
         history=dict(state.history),
         info=info,
     )
-
-
-def _run_local(
-    config,
-    tune,
-    schedule,
-    plan,
-    val_input,
-    labels,
-    run_dir,
-    epoch_data,
-    validation,
-    resume,
-    on_epoch,
-    pruning_for,
-    steps,
-):
-    """The stage in this process: Keras ``fit`` epochs (``loop.run_stage``), mixed precision
-    where the plan asks for it."""
-    from graft.training.head import compile_classifier, mixed_precision
-    from graft.training.loop import run_stage
-
-    with mixed_precision(tune, plan.mixed_precision):
-        compile_classifier(tune, schedule, config.label_smoothing, jit_compile=plan.jit_compile)
-        start_val = _accuracy(tune, val_input, labels["val"])
-        tuned, state = run_stage(
-            stage="finetune",
-            model=tune,
-            run_dir=run_dir,
-            epochs=config.fine_tune_epochs,
-            seed=config.seed,
-            train_data=epoch_data,
-            validation_data=validation,
-            patience=config.patience,
-            resume=resume,
-            on_epoch=on_epoch,
-            pruning=pruning_for(config.fine_tune_epochs, steps),
-            steps_per_epoch=steps,
-        )
-    return tuned, state, start_val
 
 
 def shard_splits(splits: DataSplits, cluster) -> DataSplits:

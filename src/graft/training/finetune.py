@@ -200,24 +200,27 @@ def fine_tune(
         val_input = validation.map(lambda x, y: x)
     plan = plan_runtime(config.runtime, kind, visible_devices())
     info["compute"] = plan.reason
+    stage = dict(
+        stage="finetune",
+        model=tune,
+        run_dir=run_dir,
+        epochs=config.fine_tune_epochs,
+        seed=config.seed,
+        train_data=epoch_data,
+        validation_data=validation,
+        patience=config.patience,
+        resume=resume,
+        on_epoch=on_epoch,
+    )
     if cluster is not None:
         tuned, state, start = distributed.run_stage(
-            stage="finetune",
-            model=tune,
-            run_dir=run_dir,
-            epochs=config.fine_tune_epochs,
-            seed=config.seed,
-            train_data=epoch_data,
-            validation_data=validation,
+            **stage,
             batch_size=batch_size,
             steps=steps,
             learning_rate=schedule,
             label_smoothing=config.label_smoothing,
             cluster=cluster,
-            patience=config.patience,
-            on_epoch=on_epoch,
             jit_compile=plan.jit_compile,
-            resume=resume,
         )
         start_val = start["accuracy"]
         info["compute"] += (
@@ -229,16 +232,7 @@ def fine_tune(
             compile_classifier(tune, schedule, config.label_smoothing, jit_compile=plan.jit_compile)
             start_val = _accuracy(tune, val_input, labels["val"])
             tuned, state = run_stage(
-                stage="finetune",
-                model=tune,
-                run_dir=run_dir,
-                epochs=config.fine_tune_epochs,
-                seed=config.seed,
-                train_data=epoch_data,
-                validation_data=validation,
-                patience=config.patience,
-                resume=resume,
-                on_epoch=on_epoch,
+                **stage,
                 pruning=pruning_for(config.fine_tune_epochs, steps),
                 steps_per_epoch=steps,
             )

@@ -228,12 +228,19 @@ def test_bad_engine_and_missing_ray_are_explained(images, backbone, monkeypatch)
         extract_features(backbone, [images], engine="ray")
 
 
-def test_unreachable_address_is_explained():
+def test_unreachable_address_is_explained(monkeypatch):
     from graft.batch.session import check_address
 
     with pytest.raises(InvalidArgumentError, match="No Ray cluster answers at 127.0.0.1:1"):
         check_address("127.0.0.1:1")
     assert check_address("auto") == "auto"
+    from graft.batch.session import ray_session
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the module's cluster aside
+    with pytest.raises(InvalidArgumentError) as caught:  # said once, not wrapped again
+        with ray_session("127.0.0.1:1"):
+            pass
+    assert str(caught.value).count("No Ray cluster answers") == 1
 
 
 def test_text_backbones_are_refused_on_ray(tmp_path):

@@ -94,6 +94,10 @@ def test_cluster_from_env_reads_workers_and_chief():
 @pytest.mark.parametrize(
     "raw, match",
     [
+        (
+            '{"cluster": {"worker": ["10.0.0.1", "b:1"]}, "task": {"type": "worker", "index": 0}}',
+            r"must be host:port .*Received: address='10\.0\.0\.1'",
+        ),
         ("{not json", r"TF_CONFIG must be JSON like .*Received: TF_CONFIG='\{not json'"),
         ('{"cluster": {"worker": ["a:1"]}}', r"TF_CONFIG must be JSON"),
         (
@@ -134,6 +138,24 @@ def test_steps_and_timeout():
 
 
 # -- two real workers ---------------------------------------------------------------------
+def test_a_worker_whose_peers_never_start_gives_up_after_the_timeout(tmp_path):
+    started = time.monotonic()
+    ports, out = _ports(2), tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(out)],
+        env=_env(ports, 0, GRAFT_COLLECTIVE_TIMEOUT="5"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Waiting for 2 workers of TF_CONFIG to join (at most 5 s" in proc.stderr
+    assert "Timeout (0:00:05)!" in proc.stderr
+    assert time.monotonic() - started < 60
+    assert not list(out.iterdir())
+
+
 def _weights(path: Path) -> list[np.ndarray]:
     with np.load(path) as f:
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
@@ -180,6 +202,7 @@ def test_a_killed_worker_fails_the_other_clearly_and_resume_finishes_the_run(
     assert code1 == 9  # the worker killed itself at the start of epoch 2
     assert code0 != 0
     assert "WorkerFailedError: Distributed fine-tuning stopped: another worker" in err0
+    assert "(worker:1) stopped responding" in err0 and "same command plus --resume" in err0
     assert "stopped sending heartbeats" in err0 and "task='worker:0', workers=2" in err0
     assert elapsed < 120  # heartbeats notice within seconds; no hang until the 600 s timeout
     assert not (tmp_path / "weights-0.npz").exists()

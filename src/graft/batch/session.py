@@ -71,13 +71,15 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[o
     """
     ray = import_ray()
     started = False
+    if address and not ray.is_initialized():
+        check_address(address)  # nothing listening: a clear error now, not Ray's retries
     if not ray.is_initialized():
         quiet = {} if verbose else {"logging_level": logging.ERROR, "log_to_driver": False}
         if not verbose:  # e.g. the token-authentication notice of every local start
             logging.getLogger("ray").setLevel(logging.ERROR)
         try:
             if address:
-                ray.init(address=check_address(address), **quiet)
+                ray.init(address=address, **quiet)
             else:
                 ray.init(
                     num_cpus=os.cpu_count() or 1,

@@ -28,7 +28,11 @@ AddressOption = Annotated[
 ]
 ActorsOption = Annotated[
     int | None,
-    typer.Option("--actors", help="Ray actors (one TFLite interpreter each); default: 1 per CPU."),
+    typer.Option(
+        "--actors",
+        help="Ray actors (one TFLite interpreter each, half a CPU reserved); default: one per "
+        "cluster CPU.",
+    ),
 ]
 
 

@@ -1,7 +1,7 @@
 """Data-parallel fine-tuning on several machines with ``tf.distribute.MultiWorkerMirroredStrategy``.
 
-When ``TF_CONFIG`` describes a cluster (Kubernetes operators, Slurm's ``SlurmClusterResolver``
-and Ray Train set it), every worker runs the same ``graft train`` command:
+When ``TF_CONFIG`` describes a cluster (Kubernetes operators and Ray Train set it; under Slurm,
+build it from the ``SLURM_*`` variables), every worker runs the same ``graft train`` command:
 
 - each worker owns a fixed shard of the examples (every W-th, starting at its rank) and
   computes only their activations; it trains on batches of ``batch_size / W`` of them, so a
@@ -18,7 +18,8 @@ and Ray Train set it), every worker runs the same ``graft train`` command:
   the same early-stopping decision;
 - a worker that dies stops sending heartbeats; the others fail within seconds with
   ``WorkerFailedError`` (and collective operations time out after ``GRAFT_COLLECTIVE_TIMEOUT``
-  seconds, default 600) instead of hanging. The chief checkpoints weights, optimizer state and
+  seconds, default 600) instead of hanging; the start-up wait for every worker is bounded by
+  the same timeout. The chief checkpoints weights, optimizer state and
   loop state after every epoch; restarting every worker with ``--resume`` continues from there
   (the chief's checkpoint reaches the others by broadcast).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -102,6 +104,14 @@ def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster | None
             f"graft trains data-parallel with chief and worker tasks only (no parameter servers "
             f"or evaluators). {accepted}. {received(TF_CONFIG=raw[:200])}"
         )
+    for address in chiefs + workers:
+        host, _, port = str(address).rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidArgumentError(
+                f"Every address in TF_CONFIG's cluster must be host:port (a port each worker "
+                f"listens on; on one machine, a different port per worker). "
+                f"{received(address=address)}"
+            )
     members = chiefs if kind == "chief" else workers
     if len(chiefs) > 1 or not 0 <= index < len(members):
         raise InvalidArgumentError(
@@ -178,21 +188,54 @@ def strategy():
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=implementation, timeout_seconds=timeout_seconds()
         )
-        _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        _STRATEGY = _bounded_start(
+            lambda: tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
+            _CLUSTER,
+            timeout_seconds(),
+        )
     return _STRATEGY
 
 
+def _bounded_start(create, cluster: Cluster | None, timeout: float):
+    """Runs ``create()``, the strategy's start, which waits inside TensorFlow for every worker
+    without a limit, holding the interpreter: no Python thread or signal handler runs, and
+    SIGINT/SIGTERM stay pending (measured; only SIGKILL ends it). ``faulthandler``'s C
+    watchdog ends the process (exit 1, with the stack) after ``timeout`` seconds; a line on
+    stderr says so first."""
+    import faulthandler
+
+    workers = cluster.workers if cluster else "the"
+    sys.stderr.write(
+        f"Waiting for {workers} workers of TF_CONFIG to join (at most {timeout:g} s, "
+        "GRAFT_COLLECTIVE_TIMEOUT); every worker runs the same command.\n"
+    )
+    sys.stderr.flush()
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        return create()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def _failed(cluster: Cluster, error: Exception) -> WorkerFailedError:
+    import re
+
     detail = " ".join(str(error).split())
     cut = detail.find("Collective ops is aborted by")
     detail = detail[cut:] if cut >= 0 else detail
-    for end in (" The tasks have crashed", " [[", " [Op:"):
+    for end in (" The tasks have crashed", " [[", " [Op:", " The error could be"):
         detail = detail.split(end)[0]
+    if len(detail) > 400:
+        detail = detail[:400].rsplit(" ", 1)[0] + " ..."
+    lost = sorted(set(re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", detail)))
+    lost = [f"{job}:{task}" for job, task in lost if f"{job}:{task}" != cluster.task]
     return WorkerFailedError(
-        f"Distributed fine-tuning stopped: another worker of the cluster stopped responding "
-        f"(it crashed, was killed or its network failed), or a collective operation waited "
-        f"longer than GRAFT_COLLECTIVE_TIMEOUT. Restart every worker with the same command. "
-        f"TensorFlow said: {detail[:600]}. {received(task=cluster.task, workers=cluster.workers)}"
+        f"Distributed fine-tuning stopped: another worker of the cluster "
+        f"{'(' + ', '.join(lost) + ') ' if lost else ''}stopped responding (it crashed, was "
+        f"killed or its network failed), or a collective operation waited longer than "
+        f"GRAFT_COLLECTIVE_TIMEOUT. Restart every worker with the same command plus --resume "
+        f"(the run continues from the chief's last epoch). TensorFlow said: "
+        f"{detail.rstrip('.')}. {received(task=cluster.task, workers=cluster.workers)}"
     )
 
 

@@ -255,8 +255,15 @@ def _all_reduce(strat, tensors: list) -> list:
         values = tf.nest.map_structure(tf.identity, values)
         return tf.distribute.get_replica_context().all_reduce("sum", values)
 
-    run = tf.function(lambda values: strat.run(fn, args=(values,)))
+    run = _REDUCERS.get(id(strat))
+    if run is None:  # traced once per strategy and structure, not on every call
+        run = _REDUCERS[id(strat)] = tf.function(
+            lambda values: strat.run(fn, args=(values,)), reduce_retracing=True
+        )
     return strat.experimental_local_results(run(tensors))[0]
+
+
+_REDUCERS: dict[int, object] = {}
 
 
 def broadcast_from_chief(strat, cluster: Cluster, variables: list) -> None:

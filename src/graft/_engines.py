@@ -166,6 +166,13 @@ class TFLiteEngine:
         return np.concatenate(parts)
 
 
+def core_key(manifest) -> str:
+    """The cache key of a module's float-image core in ``$GRAFT_HOME/engines`` (its
+    model.keras sha256): ``graft serve``, ``graft explain`` and the ray engine share one
+    conversion."""
+    return manifest.files["model.keras"].sha256 + "-core"
+
+
 def core_engine(core, manifest, runtime: str = "auto"):
     """The fastest way to run a module's float-image core (images in [0, 1] -> outputs): its
     TFLite conversion (cached by the module's model.keras sha256) unless ``runtime`` is
@@ -178,7 +185,7 @@ def core_engine(core, manifest, runtime: str = "auto"):
     plan = plan_runtime(runtime, "image", visible_devices() if runtime == "auto" else ())
     if plan.runtime == "tflite":
         try:
-            key = manifest.files["model.keras"].sha256 + "-core"
+            key = core_key(manifest)
             return TFLiteEngine(tflite_file(core, key))
         except Exception as exc:
             if runtime == "tflite":

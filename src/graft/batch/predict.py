@@ -42,7 +42,7 @@ def predict_ray(
         >>> predict_ray("runs/flowers", ["a.jpg"], address="auto")[0].label  # doctest: +SKIP
         'tulips'
     """
-    from graft._engines import tflite_file
+    from graft._engines import core_key, tflite_file
     from graft.batch.features import expand_folders
     from graft.batch.session import ray_session, run_tflite_files
     from graft.export.graphs import core_of
@@ -65,8 +65,7 @@ def predict_ray(
         )
     size = tuple(manifest.inputs.size)
     core = core_of(model, "image", manifest.inputs.encoded, size)
-    key = manifest.files["model.keras"].sha256 + "-core"  # shared with graft serve
-    data = tflite_file(core, key).read_bytes()
+    data = tflite_file(core, core_key(manifest)).read_bytes()
     probs = np.zeros((len(items), manifest.outputs.dim), np.float32)
     with ray_session(address, verbose) as ray:
         for index, outputs in run_tflite_files(ray, data, size, items, actors):
